@@ -1,0 +1,83 @@
+"""The connector protocol: every connector is a small class behind this base, found by entry points.
+
+A connector has a ``name``, a JSON Schema for its configuration, and ``operations``: each a method
+with a JSON Schema for its parameters and result. The engine builds a fresh instance per call from
+stored configuration and passes a ``ConnectorContext`` through which the platform offers services
+(number sequences, in-app notifications) without the connector importing the engine.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+
+class ConnectorError(Exception):
+    """A call failed. ``retryable`` False means retrying cannot help (bad parameters, refused)."""
+
+    def __init__(self, message: str, retryable: bool = True):
+        super().__init__(message)
+        self.retryable = retryable
+
+
+@dataclass(frozen=True)
+class Operation:
+    """One operation of a connector: its method name and the JSON Schemas of parameters and result."""
+
+    method: str
+    params: dict
+    result: dict = field(default_factory=lambda: {"type": "object"})
+    description: str = ""
+    timeout: float = 30.0
+
+
+class ConnectorContext(ABC):
+    """What the platform offers a running connector call."""
+
+    idempotency_key: str
+    instance_id: int | None
+
+    @abstractmethod
+    def next_number(self, sequence: str, year: int) -> int:
+        """The next value of a gapless yearly sequence; the same key always gets the same value."""
+
+    @abstractmethod
+    def notify(self, usernames: list[str], title: str, body: str = "", category: str = "reminder") -> int:
+        """Put an in-app notification in each user's inbox; returns how many were written."""
+
+    @abstractmethod
+    def task_assignees(self, bpmn_id: str) -> list[str]:
+        """Usernames of the people currently holding an open task of this instance."""
+
+
+class Connector(ABC):
+    """Base class of all connectors."""
+
+    name: ClassVar[str]
+    title: ClassVar[str] = ""
+    config_schema: ClassVar[dict] = {"type": "object"}
+    operations: ClassVar[dict[str, Operation]] = {}
+
+    def __init__(self, config: dict | None = None):
+        self.config = dict(config or {})
+
+    def call(self, operation: str, params: dict, context: ConnectorContext) -> Any:
+        """Run one operation; the result must be JSON-serializable."""
+        op = self.operations.get(operation)
+        if op is None:
+            raise ConnectorError(f"{self.name} has no operation '{operation}'", retryable=False)
+        return getattr(self, op.method)(context, **params)
+
+    @classmethod
+    def describe(cls) -> dict:
+        return {
+            "name": cls.name,
+            "title": cls.title,
+            "config_schema": cls.config_schema,
+            "operations": {k: {"params": o.params, "result": o.result, "description": o.description}
+                           for k, o in cls.operations.items()},
+        }
+
+    @abstractmethod
+    def check(self) -> None:
+        """Raise ConnectorError if the connector's configuration is unusable."""

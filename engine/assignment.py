@@ -1,0 +1,191 @@
+"""Assignment rules on user tasks: a small expression language, parsed at deploy, resolved at run time.
+
+    initiator                          the person who started the instance
+    user("li.na")                      a named user
+    role("office_director")            users holding a role (anywhere)
+    role("clerk", unit="BGS")          ... within a unit (by unit code)
+    role("clerk", region="450100")     ... within a region; region=instance / region=initiator
+    leader(unit="BGS")                 the leader of a unit
+    leader(initiator, up=1)            the initiator's unit leader, N levels up (0 = own unit)
+    leader(field("lead_unit"))         the leader of the unit(s) chosen in a form field
+    field("reviewer")                  the user(s) chosen in a form field (username or list)
+    group("office_clerks")             a candidate group: its members claim the task
+    a | b                              union
+
+One user resolved = the task is assigned; several users or any group = candidates who claim it.
+"""
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from .errors import AssignmentError
+from .models import Group, Role, Unit, User, UserRole
+from .org import leader_of, unit_by_code, user_by_username
+
+_FUNCS = {
+    "user": ((str,), set()),
+    "role": ((str,), {"unit", "region"}),
+    "leader": ((object,), {"unit", "up"}),
+    "field": ((str,), set()),
+    "group": ((str,), set()),
+}
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A parsed rule node: kind plus arguments (nested rules for leader targets)."""
+
+    kind: str
+    args: tuple = ()
+    kwargs: tuple = ()
+    parts: tuple = ()
+
+    def kw(self, name, default=None):
+        return dict(self.kwargs).get(name, default)
+
+
+def parse_rule(text: str) -> Rule:
+    """Parse a rule; raise AssignmentError with the position of the problem."""
+    try:
+        tree = ast.parse(text.strip(), mode="eval")
+    except SyntaxError as exc:
+        raise AssignmentError(f"assignment rule '{text}' does not parse: {exc.msg} at column {exc.offset}") from None
+    return _node(tree.body, text)
+
+
+def _const(node, text):
+    if isinstance(node, ast.Constant) and isinstance(node.value, (str, int)) and not isinstance(node.value, bool):
+        return node.value
+    if isinstance(node, ast.Name) and node.id in ("initiator", "instance"):
+        return Rule(node.id)
+    if isinstance(node, ast.Call):
+        return _node(node, text)
+    raise AssignmentError(f"assignment rule '{text}': unexpected {ast.unparse(node)!r} at column {node.col_offset + 1}")
+
+
+def _node(node, text) -> Rule:
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.BitOr):
+        return Rule("union", parts=(_node(node.left, text), _node(node.right, text)))
+    if isinstance(node, ast.Name) and node.id == "initiator":
+        return Rule("initiator")
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in _FUNCS:
+        name = node.func.id
+        positional, allowed_kw = _FUNCS[name]
+        if name == "leader" and not node.args and not node.keywords:
+            raise AssignmentError(f"assignment rule '{text}': leader() needs a unit, initiator or field(...)")
+        if len(node.args) > len(positional) or (name != "leader" and len(node.args) != len(positional)):
+            raise AssignmentError(f"assignment rule '{text}': {name}() takes {len(positional)} argument(s)")
+        args = tuple(_const(a, text) for a in node.args)
+        for a, kind in zip(args, positional, strict=False):
+            if kind is str and not isinstance(a, str):
+                raise AssignmentError(f"assignment rule '{text}': {name}() needs a quoted name")
+        kwargs = []
+        for kw in node.keywords:
+            if kw.arg not in allowed_kw:
+                raise AssignmentError(f"assignment rule '{text}': {name}() has no argument '{kw.arg}'")
+            kwargs.append((kw.arg, _const(kw.value, text)))
+        rule = Rule(name, args, tuple(kwargs))
+        up = rule.kw("up", 0)
+        if not isinstance(up, int) or up < 0:
+            raise AssignmentError(f"assignment rule '{text}': up= must be a whole number of levels (0 or more)")
+        if name == "leader" and args and isinstance(args[0], Rule) and args[0].kind not in ("initiator", "field"):
+            raise AssignmentError(f"assignment rule '{text}': leader() takes initiator, field(...) or unit=")
+        return rule
+    raise AssignmentError(
+        f"assignment rule '{text}': unknown term {ast.unparse(node)!r} at column {node.col_offset + 1}"
+    )
+
+
+@dataclass
+class Resolution:
+    users: list[int] = field(default_factory=list)
+    groups: list[int] = field(default_factory=list)
+
+    def add_user(self, user: User | None):
+        if user is not None and user.is_active and user.id not in self.users:
+            self.users.append(user.id)
+
+    @property
+    def empty(self) -> bool:
+        return not self.users and not self.groups
+
+
+@dataclass
+class Context:
+    """What a rule may refer to."""
+
+    initiator: User | None
+    instance_region: str
+    data: dict[str, Any]
+
+
+def resolve(session: Session, rule: Rule, ctx: Context, out: Resolution | None = None) -> Resolution:
+    """Resolve a rule to users and candidate groups."""
+    out = out if out is not None else Resolution()
+    kind = rule.kind
+    if kind == "union":
+        for part in rule.parts:
+            resolve(session, part, ctx, out)
+    elif kind == "initiator":
+        out.add_user(ctx.initiator)
+    elif kind == "user":
+        out.add_user(user_by_username(session, rule.args[0]))
+    elif kind == "field":
+        for name in _field_values(ctx, rule.args[0]):
+            out.add_user(user_by_username(session, name))
+    elif kind == "group":
+        gid = session.scalar(select(Group.id).where(Group.code == rule.args[0]))
+        if gid is not None and gid not in out.groups:
+            out.groups.append(gid)
+    elif kind == "role":
+        stmt = (select(User).join(UserRole, UserRole.user_id == User.id).join(Role, Role.id == UserRole.role_id)
+                .where(Role.code == rule.args[0], User.is_active.is_(True)))
+        unit, region = rule.kw("unit"), rule.kw("region")
+        if unit is not None:
+            stmt = stmt.join(Unit, Unit.id == User.unit_id).where(Unit.code == _code(unit, ctx))
+        if region is not None:
+            stmt = stmt.where(User.region_code == _region(region, ctx))
+        for user in session.scalars(stmt.order_by(User.id)):
+            out.add_user(user)
+    elif kind == "leader":
+        up = int(rule.kw("up", 0))
+        for unit in _leader_units(session, rule, ctx):
+            out.add_user(leader_of(session, unit, up))
+    return out
+
+
+def _field_values(ctx: Context, name: str) -> list[str]:
+    value = ctx.data.get(name)
+    if value is None or value == "":
+        return []
+    return [str(v) for v in value] if isinstance(value, list) else [str(value)]
+
+
+def _code(value, ctx: Context) -> str:
+    if isinstance(value, Rule) and value.kind == "initiator":
+        return ctx.initiator.unit.code if ctx.initiator and ctx.initiator.unit else ""
+    return str(value)
+
+
+def _region(value, ctx: Context) -> str:
+    if isinstance(value, Rule):
+        if value.kind == "instance":
+            return ctx.instance_region
+        return ctx.initiator.region_code if ctx.initiator else ""
+    return str(value)
+
+
+def _leader_units(session: Session, rule: Rule, ctx: Context) -> list[Unit | None]:
+    target = rule.args[0] if rule.args else None
+    if target is None:
+        return [unit_by_code(session, str(rule.kw("unit")))]
+    if isinstance(target, str):
+        return [unit_by_code(session, target)]
+    if target.kind == "initiator":
+        return [ctx.initiator.unit if ctx.initiator else None]
+    return [unit_by_code(session, code) for code in _field_values(ctx, target.args[0])]

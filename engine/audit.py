@@ -1,0 +1,82 @@
+"""Append-only, hash-chained audit events: tampering with any stored event breaks the chain."""
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from .models import ChainHead, InstanceEvent, ProcessInstance, SystemEvent, User, utcnow
+
+
+def _digest(prev_hash: str, fields: dict[str, Any]) -> str:
+    body = json.dumps(fields, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
+    return hashlib.sha256((prev_hash + body).encode("utf-8")).hexdigest()
+
+
+def _instance_fields(e: InstanceEvent) -> dict:
+    return {
+        "instance_id": e.instance_id, "seq": e.seq, "at": e.at.isoformat(), "kind": e.kind,
+        "actor_id": e.actor_id, "actor_name": e.actor_name, "task_id": e.task_id, "bpmn_id": e.bpmn_id,
+        "task_name": e.task_name, "opinion": e.opinion, "detail": e.detail,
+    }
+
+
+def record(session: Session, instance: ProcessInstance, kind: str, actor: User | None = None, *,
+           task_id: str | None = None, bpmn_id: str | None = None, task_name: str | None = None,
+           opinion: str | None = None, **detail) -> InstanceEvent:
+    """Append an event to the instance's chain; the caller holds the instance lock."""
+    instance.event_count += 1
+    event = InstanceEvent(
+        instance_id=instance.id, seq=instance.event_count, at=utcnow(), kind=kind,
+        actor_id=actor.id if actor else None, actor_name=actor.name if actor else "",
+        task_id=task_id, bpmn_id=bpmn_id, task_name=task_name, opinion=opinion, detail=detail,
+        prev_hash=instance.last_event_hash,
+    )
+    event.hash = _digest(event.prev_hash, _instance_fields(event))
+    instance.last_event_hash = event.hash
+    session.add(event)
+    return event
+
+
+def verify_instance(session: Session, instance_id: int) -> int | None:
+    """Return the seq of the first event that does not match its chain, or None if intact."""
+    prev = ""
+    for e in session.scalars(select(InstanceEvent).where(InstanceEvent.instance_id == instance_id)
+                             .order_by(InstanceEvent.seq)):
+        if e.prev_hash != prev or e.hash != _digest(prev, _instance_fields(e)):
+            return e.seq
+        prev = e.hash
+    return None
+
+
+def _system_fields(e: SystemEvent) -> dict:
+    return {"seq": e.seq, "at": e.at.isoformat(), "kind": e.kind, "actor_id": e.actor_id,
+            "actor_name": e.actor_name, "target": e.target, "detail": e.detail}
+
+
+def record_system(session: Session, kind: str, actor: User | None = None, target: str = "", **detail) -> None:
+    """Append to the system-wide chain (logins, deployments, admin actions), serialised by a row lock."""
+    head = session.scalars(select(ChainHead).where(ChainHead.name == "system").with_for_update()).first()
+    if head is None:
+        head = ChainHead(name="system", seq=0, hash="")
+        session.add(head)
+        session.flush()
+    event = SystemEvent(seq=head.seq + 1, at=utcnow(), kind=kind, actor_id=actor.id if actor else None,
+                        actor_name=actor.name if actor else "", target=target, detail=detail,
+                        prev_hash=head.hash)
+    event.hash = _digest(event.prev_hash, _system_fields(event))
+    head.seq, head.hash = event.seq, event.hash
+    session.add(event)
+
+
+def verify_system(session: Session) -> int | None:
+    """Return the seq of the first broken system event, or None if the chain is intact."""
+    prev = ""
+    for e in session.scalars(select(SystemEvent).order_by(SystemEvent.seq)):
+        if e.prev_hash != prev or e.hash != _digest(prev, _system_fields(e)):
+            return e.seq
+        prev = e.hash
+    return None

@@ -1,0 +1,1 @@
+"""SpiffWorkflow integration: hardened parsing, our task-spec subclasses, sandboxed scripts, storage."""

@@ -1,0 +1,249 @@
+"""Background work: outbox jobs (service tasks) and due timers.
+
+A job row is written in the transaction that queued it. Whoever runs it first claims it with a
+conditional UPDATE and a lease, calls the connector outside any transaction, then applies the
+result in a short transaction of its own. A worker that dies leaves an expired lease, and the job is
+picked up again with the same id, which is the idempotency key the connector passes on.
+
+Embedded mode runs these loops as threads in the server; with Redis, ``emflow scheduler`` relays
+due jobs to RQ and fires timers, and ``emflow worker`` processes run the jobs.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from datetime import timedelta
+from uuid import UUID
+
+from SpiffWorkflow.util.task import TaskState
+from sqlalchemy import event, or_, select, update
+from sqlalchemy.orm import Session
+
+from . import audit, clock
+from .config import Config
+from .connectors import Registry, run_call
+from .db import Database
+from .errors import EngineError
+from .models import Job, ProcessInstance
+from .runtime import TIMER_EVENTS, Step, lock_instance
+
+log = logging.getLogger("emflow.jobs")
+WAKE = threading.Event()
+
+
+@event.listens_for(Session, "after_commit")
+def _wake_after_commit(session):
+    if session.info.pop("jobs_written", False):
+        WAKE.set()
+
+
+@event.listens_for(Session, "after_rollback")
+def _forget_on_rollback(session):
+    session.info.pop("jobs_written", None)
+
+
+def due_jobs(db: Database, limit: int = 20, statuses=("pending",)) -> list[str]:
+    """Ids of jobs ready to run: due and pending, or holding an expired lease."""
+    now = clock.now()
+    with db.session() as s:
+        return list(s.scalars(select(Job.id).where(or_(
+            (Job.status.in_(statuses)) & (Job.available_at <= now),
+            (Job.status.in_(("queued", "running"))) & (Job.lease_until < now),
+        )).order_by(Job.available_at).limit(limit)))
+
+
+def claim(db: Database, config: Config, job_id: str, from_statuses=("pending", "queued")) -> dict | None:
+    """Atomically take a job for running; None if someone else has it or it is not due."""
+    now = clock.now()
+    with db.transaction() as s:
+        taken = s.execute(update(Job).where(Job.id == job_id, or_(
+            (Job.status.in_(from_statuses)) & (Job.available_at <= now),
+            (Job.status.in_(("queued", "running"))) & (Job.lease_until < now),
+        )).values(status="running", attempts=Job.attempts + 1, updated_at=now,
+                  lease_until=now + timedelta(seconds=config.job_lease_seconds)))
+        if taken.rowcount != 1:
+            return None
+        job = s.get(Job, job_id)
+        return {"id": job.id, "instance_id": job.instance_id, "task_id": job.task_id, "payload": job.payload,
+                "attempts": job.attempts, "max_attempts": job.max_attempts, "result": job.result}
+
+
+def execute(db: Database, config: Config, registry: Registry, job_id: str) -> str:
+    """Run one job to an outcome: 'done', 'retry', 'failed', 'waiting' or 'skipped'."""
+    job = claim(db, config, job_id)
+    if job is None:
+        return "skipped"
+    result = job["result"]
+    if result is None:
+        try:
+            result = run_call(registry, db, job["payload"], job["id"], job["instance_id"])
+            json.dumps(result)
+        except Exception as exc:  # noqa: BLE001 - every failure is recorded on the job
+            retryable = getattr(exc, "retryable", True) and not isinstance(exc, (TypeError, ValueError))
+            return _fail(db, config, job, f"{type(exc).__name__}: {exc}", retryable)
+    return _apply(db, config, job, result)
+
+
+def _apply(db: Database, config: Config, job: dict, result) -> str:
+    try:
+        with db.transaction() as s:
+            row = s.get(Job, job["id"])
+            if row.status != "running":
+                return "skipped"
+            step = Step.open(s, config, job["instance_id"], None)
+            if step.instance.status != "running":
+                row.status, row.result, row.lease_until = "waiting", result, None
+                return "waiting"
+            task = step.workflow.get_task_from_id(UUID(job["task_id"]))
+            payload = job["payload"]
+            if task is None or task.state != TaskState.STARTED:
+                row.status, row.result = "done", result
+                step.event("service_result_ignored", task_id=job["task_id"], bpmn_id=payload["bpmn_id"])
+                step.save()
+                return "done"
+            task.data[payload["result_variable"]] = result
+            task.complete()
+            step.event("service_call_completed", task_id=job["task_id"], bpmn_id=payload["bpmn_id"],
+                       task_name=task.task_spec.bpmn_name, operation=payload["operation"], result=result,
+                       attempts=job["attempts"])
+            step.run()
+            step.save()
+            row.status, row.result, row.lease_until, row.updated_at = "done", result, None, clock.now()
+            return "done"
+    except EngineError as exc:
+        return _fail(db, config, job, exc.message, retryable=False, result=result)
+
+
+def _fail(db: Database, config: Config, job: dict, message: str, retryable: bool, result=None) -> str:
+    now = clock.now()
+    with db.transaction() as s:
+        row = s.get(Job, job["id"])
+        row.last_error, row.updated_at, row.lease_until = message[:2000], now, None
+        if result is not None:
+            row.result = result
+        if retryable and row.attempts < row.max_attempts:
+            row.status = "pending"
+            row.available_at = now + timedelta(seconds=config.job_backoff_seconds * 2 ** (row.attempts - 1))
+            log.warning("job %s attempt %s failed, retrying: %s", row.id, row.attempts, message)
+            return "retry"
+        row.status = "failed"
+        inst = lock_instance(s, row.instance_id)
+        if inst is not None and inst.status == "running":
+            inst.status, inst.error = "error", f"service task {job['payload'].get('bpmn_id')}: {message}"[:2000]
+            audit.record(s, inst, "incident", task_id=row.task_id, bpmn_id=job["payload"].get("bpmn_id"),
+                         error=message[:2000], attempts=row.attempts)
+        log.error("job %s failed for good: %s", row.id, message)
+        return "failed"
+
+
+def mark_error(db: Database, instance_id: int, message: str) -> None:
+    """Put an instance in the error state (admins see it) after a background step failed."""
+    with db.transaction() as s:
+        inst = lock_instance(s, instance_id)
+        if inst is not None and inst.status == "running":
+            inst.status, inst.error = "error", message[:2000]
+            audit.record(s, inst, "incident", error=message[:2000])
+
+
+def fire_due_timers(db: Database, config: Config, limit: int = 100) -> int:
+    """Advance every running instance whose next timer is due; returns how many moved."""
+    now = clock.now()
+    with db.session() as s:
+        ids = list(s.scalars(select(ProcessInstance.id).where(
+            ProcessInstance.status == "running", ProcessInstance.next_timer_at <= now)
+            .order_by(ProcessInstance.next_timer_at).limit(limit)))
+    fired = 0
+    for instance_id in ids:
+        try:
+            with db.transaction() as s:
+                step = Step.open(s, config, instance_id, None, skip_locked=True)
+                if step is None or step.instance.status != "running" or step.instance.next_timer_at is None \
+                        or step.instance.next_timer_at > clock.now():
+                    continue
+                due = [e.name for e in step.workflow.waiting_events() if e.event_type in TIMER_EVENTS]
+                step.run()
+                step.event("timer_fired", timers=due)
+                step.save()
+                fired += 1
+        except EngineError as exc:
+            mark_error(db, instance_id, f"timer step failed: {exc.message}")
+        except Exception as exc:  # noqa: BLE001 - the loop must survive any one instance
+            log.exception("timer step for instance %s failed", instance_id)
+            mark_error(db, instance_id, f"timer step failed: {type(exc).__name__}: {exc}")
+    return fired
+
+
+def relay(db: Database, config: Config, queue) -> int:
+    """Move due jobs to RQ (Redis mode); a queued job whose lease expires is relayed again."""
+    moved = 0
+    for job_id in due_jobs(db, 100):
+        now = clock.now()
+        with db.transaction() as s:
+            taken = s.execute(update(Job).where(Job.id == job_id, or_(
+                (Job.status == "pending") & (Job.available_at <= now),
+                (Job.status.in_(("queued", "running"))) & (Job.lease_until < now),
+            )).values(status="queued", lease_until=now + timedelta(seconds=config.job_lease_seconds)))
+        if taken.rowcount == 1:
+            queue.enqueue(rq_execute, job_id, job_timeout=config.job_lease_seconds)
+            moved += 1
+    return moved
+
+
+_context: tuple | None = None
+
+
+def rq_execute(job_id: str) -> str:
+    """The RQ entry point: runs in an ``emflow worker`` process configured from the environment."""
+    global _context
+    if _context is None:
+        from . import clock as _clock
+
+        config = Config.from_env()
+        _clock.install()
+        _context = (Database(config), config, Registry.discover())
+    db, config, registry = _context
+    return execute(db, config, registry, job_id)
+
+
+class EmbeddedRunner:
+    """Threads inside the server process: job workers and the timer scheduler (no Redis)."""
+
+    def __init__(self, db: Database, config: Config, registry: Registry):
+        self.db, self.config, self.registry = db, config, registry
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    def start(self) -> None:
+        for i in range(self.config.embedded_workers):
+            self._threads.append(threading.Thread(target=self._work, name=f"emflow-worker-{i}", daemon=True))
+        self._threads.append(threading.Thread(target=self._schedule, name="emflow-scheduler", daemon=True))
+        for t in self._threads:
+            t.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        WAKE.set()
+        for t in self._threads:
+            t.join(timeout)
+
+    def _work(self) -> None:
+        while not self._stop.is_set():
+            try:
+                ids = due_jobs(self.db)
+                for job_id in ids:
+                    execute(self.db, self.config, self.registry, job_id)
+            except Exception:  # noqa: BLE001 - a worker thread never dies; the job keeps its lease
+                log.exception("embedded worker loop error")
+                ids = []
+            if not ids:
+                WAKE.wait(0.5)
+                WAKE.clear()
+
+    def _schedule(self) -> None:
+        while not self._stop.is_set():
+            try:
+                fire_due_timers(self.db, self.config)
+            except Exception:  # noqa: BLE001
+                log.exception("embedded scheduler loop error")
+            self._stop.wait(self.config.scheduler_interval)

@@ -1,0 +1,63 @@
+"""Incoming messages: matched to waiting instances through the subscription table, or starting one."""
+from __future__ import annotations
+
+from SpiffWorkflow.bpmn.util.event import BpmnEvent
+from SpiffWorkflow.spiff.specs.event_definitions import MessageEventDefinition
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from . import instances
+from .config import Config
+from .errors import Forbidden, NotFound, ValidationFailed
+from .models import MessageSubscription, ProcessModel, User
+from .runtime import Step, correlation_key
+from .versions import VERSIONS, latest_version_id
+
+
+def deliver(session: Session, config: Config, user: User, name: str, correlations: dict | None = None,
+            payload: dict | None = None) -> dict:
+    """Deliver a message; returns {"delivered": [instance ids], "started": [instance ids]}."""
+    if not user.can("message.send"):
+        raise Forbidden("you may not send messages to processes", code="not_a_sender")
+    if not name or not isinstance(name, str):
+        raise ValidationFailed("a message needs a name", errors={"name": [{"code": "required", "message": "required"}]})
+    correlations = correlations or {}
+    payload = payload or {}
+    if not isinstance(correlations, dict) or not isinstance(payload, dict):
+        raise ValidationFailed("correlations and payload must be JSON objects",
+                               errors={"payload": [{"code": "type", "message": "object"}]})
+    key = correlation_key(correlations)
+    ids = list(session.scalars(select(MessageSubscription.instance_id).where(
+        MessageSubscription.message_name == name, MessageSubscription.correlation_key == key).distinct()))
+    delivered = []
+    for instance_id in sorted(ids):
+        step = Step.open(session, config, instance_id, user)
+        if step.instance.status != "running":
+            continue
+        waiting = [e for e in step.workflow.waiting_events()
+                   if e.event_type == "MessageEventDefinition" and e.name == name]
+        if not waiting:
+            continue
+        step.workflow.send_event(BpmnEvent(MessageEventDefinition(name), payload, waiting[0].correlations or {}))
+        step.event("message_received", message=name, correlations=correlations, payload=payload)
+        step.run()
+        step.save()
+        delivered.append(instance_id)
+    started = []
+    if not delivered:
+        for model in session.scalars(select(ProcessModel).where(ProcessModel.latest_version > 0)):
+            version = VERSIONS.get(session, latest_version_id(session, model.key))
+            if name in version.meta.get("message_starts", []):
+                started.append(_start_by_message(session, config, user, model.key, name, correlations, payload))
+    if not delivered and not started:
+        raise NotFound(f"no process instance is waiting for message '{name}' with these correlation values",
+                       code="no_receiver")
+    return {"delivered": delivered, "started": started}
+
+
+def _start_by_message(session, config, user, key, name, correlations, payload) -> int:
+    business_key = correlations.get("business_key") if isinstance(correlations.get("business_key"), str) else None
+    inst = instances.start(session, config, user, key, data={}, business_key=business_key,
+                           title=payload.get("title") if isinstance(payload.get("title"), str) else None,
+                           start_event=BpmnEvent(MessageEventDefinition(name), payload, {}))
+    return inst.id

@@ -1,0 +1,14 @@
+"""SQLAlchemy models of the engine."""
+from .audit import ChainHead, InstanceEvent, SystemEvent
+from .base import Base, utcnow
+from .jobs import Holiday, Job, NumberAllocation, NumberSequence
+from .org import Enterprise, Group, GroupMember, Region, Role, Unit, User, UserRole
+from .process import MessageSubscription, ProcessInstance, ProcessModel, ProcessVersion
+from .tasks import Attachment, HumanTask, Notification, TaskCandidate
+
+__all__ = [
+    "Attachment", "Base", "ChainHead", "Enterprise", "Group", "GroupMember", "Holiday", "HumanTask",
+    "InstanceEvent", "Job", "MessageSubscription", "Notification", "NumberAllocation", "NumberSequence",
+    "ProcessInstance", "ProcessModel", "ProcessVersion", "Region", "Role", "SystemEvent", "TaskCandidate",
+    "Unit", "User", "UserRole", "utcnow",
+]

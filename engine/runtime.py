@@ -1,0 +1,237 @@
+"""The workflow runtime: load an instance, run it until it waits, and write everything that follows.
+
+Every state change goes through ``Step``: lock the instance, load the workflow, change it, then
+``Step.save`` compacts the task tree and writes human tasks, subscriptions, the next timer,
+outbox jobs, the element path for the diagram and the serialized state, all in the caller's
+transaction.
+"""
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from datetime import datetime
+
+from SpiffWorkflow.bpmn import BpmnWorkflow
+from SpiffWorkflow.util.task import TaskState
+from sqlalchemy import delete, select, update
+from sqlalchemy.orm import Session, undefer
+
+from . import audit, calendar
+from .assignment import Context, parse_rule, resolve
+from .bpmn.compact import compact
+from .bpmn.scripting import ScriptEngine
+from .bpmn.serializer import state_from_json, state_to_json
+from .config import Config
+from .errors import Conflict, NotFound
+from .models import HumanTask, Job, MessageSubscription, ProcessInstance, TaskCandidate, User, utcnow
+from .versions import VERSIONS, VersionRuntime
+
+_STEP_ACTOR = object()
+TIMER_EVENTS = ("DurationTimerEventDefinition", "TimeDateEventDefinition", "CycleTimerEventDefinition")
+
+
+def lock_instance(session: Session, instance_id: int, skip_locked: bool = False) -> ProcessInstance | None:
+    """Load an instance for writing: row lock on PostgreSQL; on SQLite the IMMEDIATE transaction
+    already serialises writers and the version column catches anything stale."""
+    stmt = select(ProcessInstance).where(ProcessInstance.id == instance_id).options(undefer(ProcessInstance.state))
+    if session.bind.dialect.name == "postgresql":
+        stmt = stmt.with_for_update(skip_locked=skip_locked)
+    return session.scalars(stmt.execution_options(populate_existing=True)).first()
+
+
+def correlation_key(values: dict) -> str:
+    """Canonical form of correlation values, the subscription table's match key."""
+    return json.dumps(values, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
+
+
+def script_engine(session: Session, config: Config) -> ScriptEngine:
+    """A fresh script engine (the engine is not serialized with the workflow)."""
+    return ScriptEngine(calendar.load(session, config.timezone).script_helpers(), config.script_time_limit)
+
+
+class Step:
+    """One transaction's work on one instance."""
+
+    def __init__(self, session: Session, config: Config, instance: ProcessInstance, actor: User | None):
+        self.session, self.config, self.instance, self.actor = session, config, instance, actor
+        self.version: VersionRuntime = VERSIONS.get(session, instance.version_id)
+        self.engine = script_engine(session, config)
+        self.started = time.time()  # SpiffWorkflow stamps state changes with time.time()
+        self.workflow: BpmnWorkflow | None = None
+
+    @classmethod
+    def open(cls, session: Session, config: Config, instance_id: int, actor: User | None,
+             skip_locked: bool = False) -> Step | None:
+        """Lock and load an instance; None if skip_locked and someone else holds it."""
+        instance = lock_instance(session, instance_id, skip_locked)
+        if instance is None:
+            if skip_locked:
+                return None
+            raise NotFound(f"process instance {instance_id} does not exist")
+        step = cls(session, config, instance, actor)
+        step.workflow = state_from_json(instance.state, step.version.spec, step.version.subprocess_specs,
+                                        lambda: step.version.spec_json)
+        step.workflow.script_engine = step.engine
+        return step
+
+    @classmethod
+    def new(cls, session: Session, config: Config, instance: ProcessInstance, actor: User | None) -> Step:
+        step = cls(session, config, instance, actor)
+        step.workflow = BpmnWorkflow(step.version.spec, step.version.subprocess_specs, script_engine=step.engine)
+        return step
+
+    def require_running(self) -> None:
+        if self.instance.status != "running":
+            raise Conflict(f"the process instance is {self.instance.status}", code="instance_not_running",
+                           status=self.instance.status)
+
+    def run(self) -> None:
+        """Fire due timers, then run engine steps until the workflow waits."""
+        self.workflow.refresh_timers()
+        self.workflow.do_engine_steps()
+
+    def event(self, kind: str, actor: User | None | object = _STEP_ACTOR, **kw) -> None:
+        """Record an audit event; by default the step's actor, ``actor=None`` for the system itself."""
+        audit.record(self.session, self.instance, kind, self.actor if actor is _STEP_ACTOR else actor, **kw)
+
+    # -- persistence ---------------------------------------------------------------------------
+    def save(self) -> None:
+        """Write everything that follows from the workflow's new state."""
+        wf, inst = self.workflow, self.instance
+        self._track_elements()
+        title_field = self.version.meta.get("title_field")
+        if title_field:
+            value = self._latest_data().get(title_field)
+            if isinstance(value, str) and value.strip() and value.strip()[:300] != inst.title:
+                inst.title = value.strip()[:300]
+                self.session.execute(update(HumanTask).where(HumanTask.instance_id == inst.id)
+                                     .values(instance_title=inst.title))
+        if wf.is_completed() and inst.status == "running":
+            inst.status, inst.ended_at = "completed", utcnow()
+            self.event("completed", actor=None)
+        compact(wf)
+        self._sync_human_tasks()
+        self._sync_subscriptions()
+        self._write_jobs()
+        inst.next_timer_at = self._next_timer() if inst.status == "running" else None
+        inst.state = state_to_json(wf)
+        inst.updated_at = utcnow()
+        self.session.flush()
+
+    def _latest_data(self) -> dict:
+        task = self.workflow.last_task
+        if task is not None:
+            return task.data
+        return self.workflow.data
+
+    def _track_elements(self) -> None:
+        done = set(self.instance.completed_elements or [])
+        for task in self.workflow.get_tasks(state=TaskState.COMPLETED, updated_ts=self.started - 1):
+            bpmn_id = getattr(task.task_spec, "bpmn_id", None)
+            if bpmn_id:
+                done.add(bpmn_id)
+        active = sorted({t.task_spec.bpmn_id for t in self.workflow.get_tasks(
+            state=TaskState.READY | TaskState.STARTED | TaskState.WAITING)
+            if getattr(t.task_spec, "bpmn_id", None)})
+        if sorted(done) != sorted(self.instance.completed_elements or []):
+            self.instance.completed_elements = sorted(done)
+        if active != (self.instance.active_elements or []):
+            self.instance.active_elements = active
+
+    def _sync_human_tasks(self) -> None:
+        ready = {str(t.id): t for t in self.workflow.get_tasks(state=TaskState.READY, manual=True)}
+        open_rows = {h.id: h for h in self.session.scalars(select(HumanTask).where(
+            HumanTask.instance_id == self.instance.id, HumanTask.state == "open"))}
+        for task_id, row in open_rows.items():
+            if task_id not in ready:
+                row.state = "cancelled"
+                self.event("task_cancelled", actor=None, task_id=task_id, bpmn_id=row.bpmn_id, task_name=row.name)
+        for task_id, task in ready.items():
+            if task_id not in open_rows:
+                self._create_human_task(task)
+        if self.instance.status != "running" and open_rows:
+            for row in open_rows.values():
+                if row.state == "open":
+                    row.state = "cancelled"
+
+    def _create_human_task(self, task) -> None:
+        spec = task.task_spec
+        info = self.version.user_task(spec.bpmn_id)
+        loop_item = None
+        input_item = getattr(task.parent.task_spec, "input_item", None) if task.parent is not None else None
+        if input_item is not None:  # a multi-instance child: remember whom or what it is for
+            loop_item = str(input_item.get(task) or "")[:200] or None
+        row = HumanTask(
+            id=str(task.id), instance_id=self.instance.id, process_key=self.instance.process_key,
+            process_name=self.version.name, instance_title=self.instance.title, bpmn_id=spec.bpmn_id,
+            name=spec.bpmn_name or spec.bpmn_id, form_key=info.get("form"), state="open",
+            region_code=self.instance.region_code, enterprise_id=self.instance.enterprise_id, loop_item=loop_item,
+        )
+        self.session.add(row)
+        initiator = self.session.get(User, self.instance.initiator_id) if self.instance.initiator_id else None
+        ctx = Context(initiator=initiator, instance_region=self.instance.region_code, data=task.data)
+        assignee_rule, candidates_rule = info.get("assignee"), info.get("candidates")
+        resolved = resolve(self.session, parse_rule(assignee_rule), ctx) if assignee_rule else None
+        offered = resolve(self.session, parse_rule(candidates_rule), ctx) if candidates_rule else None
+        names = []
+        if resolved is not None and len(resolved.users) == 1 and not resolved.groups and offered is None:
+            row.assignee_id = resolved.users[0]
+            names.append(self.session.get(User, row.assignee_id).name)
+        else:
+            pool = [r for r in (resolved, offered) if r is not None]
+            users = {u for r in pool for u in r.users}
+            groups = {g for r in pool for g in r.groups}
+            self.session.flush()
+            for uid in sorted(users):
+                self.session.add(TaskCandidate(task_id=row.id, user_id=uid))
+            for gid in sorted(groups):
+                self.session.add(TaskCandidate(task_id=row.id, group_id=gid))
+            if not users and not groups:
+                rule = " | ".join(r for r in (assignee_rule, candidates_rule) if r)
+                row.assignment_error = f"the assignment rule '{rule}' matched nobody"
+        self.event("task_created", actor=None, task_id=row.id, bpmn_id=row.bpmn_id, task_name=row.name,
+                   assignees=names, loop_item=loop_item, assignment_error=row.assignment_error)
+
+    def _sync_subscriptions(self) -> None:
+        self.session.execute(delete(MessageSubscription).where(MessageSubscription.instance_id == self.instance.id))
+        if self.instance.status != "running":
+            return
+        seen = set()
+        for event in self.workflow.waiting_events():
+            if event.event_type != "MessageEventDefinition":
+                continue
+            values = {}
+            for props in (event.correlations or {}).values():
+                values.update(props)
+            if not values:
+                values = {"business_key": self.instance.business_key}
+            key = (event.name, correlation_key(values))
+            if key not in seen:
+                seen.add(key)
+                self.session.add(MessageSubscription(instance_id=self.instance.id, message_name=key[0],
+                                                     correlation_key=key[1]))
+
+    def _next_timer(self) -> datetime | None:
+        due = []
+        for event in self.workflow.waiting_events():
+            if event.event_type not in TIMER_EVENTS or event.value is None:
+                continue
+            value = event.value["next"] if isinstance(event.value, dict) else event.value
+            try:
+                due.append(datetime.fromisoformat(value))
+            except (TypeError, ValueError):
+                continue
+        return min(due) if due else None
+
+    def _write_jobs(self) -> None:
+        for call in self.engine.service_calls:
+            self.session.add(Job(
+                id=str(uuid.uuid4()), kind="service", instance_id=self.instance.id, task_id=call["task_id"],
+                payload=call, status="pending", max_attempts=self.config.job_max_attempts,
+            ))
+            self.event("service_call_queued", actor=None, task_id=call["task_id"], bpmn_id=call["bpmn_id"],
+                       operation=call["operation"])
+        if self.engine.service_calls:
+            self.session.info["jobs_written"] = True
+        self.engine.service_calls.clear()
