@@ -34,6 +34,8 @@ _FUNCS = {
     "field": ((str,), set()),
     "group": ((str,), set()),
 }
+# Keyword values that may be a term rather than a quoted code: what _code and _region know how to resolve.
+_TERM_KWARGS = {"role": {("unit", "initiator"), ("region", "instance"), ("region", "initiator")}}
 
 
 @dataclass(frozen=True)
@@ -88,7 +90,11 @@ def _node(node, text) -> Rule:
         for kw in node.keywords:
             if kw.arg not in allowed_kw:
                 raise AssignmentError(f"assignment rule '{text}': {name}() has no argument '{kw.arg}'")
-            kwargs.append((kw.arg, _const(kw.value, text)))
+            value = _const(kw.value, text)
+            if isinstance(value, Rule) and (kw.arg, value.kind) not in _TERM_KWARGS.get(name, set()):
+                raise AssignmentError(f"assignment rule '{text}': {name}({kw.arg}=...) needs a quoted code, "
+                                      f"not {ast.unparse(kw.value)!r}")
+            kwargs.append((kw.arg, value))
         rule = Rule(name, args, tuple(kwargs))
         up = rule.kw("up", 0)
         if not isinstance(up, int) or up < 0:

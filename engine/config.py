@@ -85,4 +85,7 @@ class Config:
         if env.get("EMFLOW_UPLOAD_DIR"):
             values["upload_dir"] = Path(env["EMFLOW_UPLOAD_DIR"])
         values.update(overrides)
+        for key in ("instance_path", "processes_dir", "forms_dir", "upload_dir"):
+            if isinstance(values.get(key), str):
+                values[key] = Path(values[key])
         return cls(**values)

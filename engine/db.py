@@ -61,12 +61,11 @@ class Database:
 
     @contextmanager
     def session(self) -> Iterator[Session]:
-        """A read session; anything it writes is rolled back."""
+        """A read session; anything it writes is discarded. Loaded objects stay readable afterwards."""
         s = self._read()
         try:
             yield s
         finally:
-            s.rollback()
             s.close()
 
     @contextmanager

@@ -107,8 +107,8 @@ def _check_scripts(filename: str, root) -> None:
             continue
         problem = check_source(source.strip() if mode == "eval" else source, mode)
         if problem:
-            owner = node
-            while owner is not None and owner.get("id") is None:
+            owner = node  # the BPMN element it belongs to (spiffworkflow:parameter has an id of its own)
+            while owner is not None and (owner.get("id") is None or not owner.tag.startswith(f"{{{BPMN_NS}}}")):
                 owner = owner.getparent()
             raise DeployError(f"script refused: {problem}", file=filename, line=node.sourceline,
                               element=owner.get("id") if owner is not None else None)

@@ -185,14 +185,22 @@ def load_form(name: str, text: str) -> Form:
     if not isinstance(ui, dict):
         raise DeployError('"ui" must be an object', file=name)
     props = schema["properties"]
+    for field, prop in props.items():
+        if not isinstance(prop, dict):
+            raise DeployError(f'property "{field}" must be a schema object', file=name)
     for key in ("order", "readonly"):
-        for field in ui.get(key, []):
+        listed = ui.get(key, [])
+        if not isinstance(listed, list) or not all(isinstance(f, str) for f in listed):
+            raise DeployError(f"ui.{key} must be a list of property names", file=name)
+        for field in listed:
             if field not in props:
                 raise DeployError(f'ui.{key} names "{field}", which is not a property', file=name)
+    if not isinstance(ui.get("widgets", {}), dict):
+        raise DeployError("ui.widgets must be an object", file=name)
     for field, widget in ui.get("widgets", {}).items():
         if field not in props:
             raise DeployError(f'ui.widgets names "{field}", which is not a property', file=name)
-        if widget not in WIDGETS:
+        if not isinstance(widget, str) or widget not in WIDGETS:
             raise DeployError(f'unknown widget "{widget}" for "{field}" (known: {", ".join(sorted(WIDGETS))})',
                               file=name)
     return Form(name, schema)

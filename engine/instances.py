@@ -77,7 +77,7 @@ def start(session: Session, config: Config, user: User, process_key: str, data: 
     region = user.region_code
     instance = ProcessInstance(
         process_key=process_key, version_id=version_id, status="running", business_key=business_key,
-        title=(title or version.name)[:300], region_code=region, enterprise_id=user.enterprise_id,
+        title=(title or f"{version.name}（{user.name} {utcnow():%Y-%m-%d}）")[:300], region_code=region, enterprise_id=user.enterprise_id,
         initiator_id=user.id, unit_id=user.unit_id, state="", completed_elements=[], active_elements=[],
     )
     session.add(instance)

@@ -8,7 +8,7 @@ from sqlalchemy.orm import Session
 
 from . import instances
 from .config import Config
-from .errors import Forbidden, NotFound, ValidationFailed
+from .errors import EngineError, Forbidden, NotFound, ValidationFailed
 from .models import MessageSubscription, ProcessModel, User
 from .runtime import Step, correlation_key
 from .versions import VERSIONS, latest_version_id
@@ -26,6 +26,14 @@ def deliver(session: Session, config: Config, user: User, name: str, correlation
     if not isinstance(correlations, dict) or not isinstance(payload, dict):
         raise ValidationFailed("correlations and payload must be JSON objects",
                                errors={"payload": [{"code": "type", "message": "object"}]})
+    contradicted = sorted(k for k in correlations if k in payload and payload[k] != correlations[k])
+    if contradicted:
+        raise ValidationFailed("the payload contradicts the correlation values",
+                               errors={f"payload.{k}": [{"code": "invalid", "message": "differs from correlations"}]
+                                       for k in contradicted})
+    # A process reads its correlation values from the payload (retrieval expressions), so the values
+    # the message was matched on travel in it.
+    event_payload = {**payload, **correlations}
     key = correlation_key(correlations)
     ids = list(session.scalars(select(MessageSubscription.instance_id).where(
         MessageSubscription.message_name == name, MessageSubscription.correlation_key == key).distinct()))
@@ -38,7 +46,14 @@ def deliver(session: Session, config: Config, user: User, name: str, correlation
                    if e.event_type == "MessageEventDefinition" and e.name == name]
         if not waiting:
             continue
-        step.workflow.send_event(BpmnEvent(MessageEventDefinition(name), payload, waiting[0].correlations or {}))
+        try:
+            step.workflow.send_event(BpmnEvent(MessageEventDefinition(name), event_payload,
+                                               waiting[0].correlations or {}))
+        except EngineError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a retrieval expression that does not fit this payload
+            raise ValidationFailed(f"message '{name}' does not fit the process waiting for it: {exc}",
+                                   errors={"payload": [{"code": "invalid", "message": str(exc)[:200]}]}) from exc
         step.event("message_received", message=name, correlations=correlations, payload=payload)
         step.run()
         step.save()

@@ -71,6 +71,11 @@ class VersionCache:
         return item
 
 
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+
 VERSIONS = VersionCache()
 
 

@@ -29,9 +29,12 @@ def parse_xml(data: bytes, filename: str) -> etree._Element:
         raise DeployError("DOCTYPE and ENTITY declarations are not allowed", file=filename,
                           line=data[: _DOCTYPE.search(data).start()].count(b"\n") + 1)
     try:
-        return etree.fromstring(data, _xml_parser())
+        root = etree.fromstring(data, _xml_parser())
     except etree.XMLSyntaxError as exc:
         raise DeployError(f"invalid XML: {exc.msg}", file=filename, line=exc.lineno) from None
+    if root.getroottree().docinfo.doctype:  # declared in an encoding the byte scan cannot see (UTF-16)
+        raise DeployError("DOCTYPE and ENTITY declarations are not allowed", file=filename)
+    return root
 
 
 class _UserTaskParser(UserTaskParser):

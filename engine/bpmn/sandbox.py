@@ -32,6 +32,7 @@ from SpiffWorkflow.bpmn.script_engine import TaskDataEnvironment
 MAX_SEQUENCE = 1_000_000
 MAX_EXPONENT = 10_000
 MAX_SHIFT = 10_000
+MAX_POWER_BITS = 1_000_000  # a power's result size: the exponent limit alone lets (10**1000)**10000 through
 
 
 class SandboxViolation(Exception):
@@ -89,8 +90,11 @@ def _check_size(value):
 
 def _guarded_binop(op, left, right):
     """Run * ** << with limits, so one expression cannot exhaust memory or CPU."""
-    if op == "**" and isinstance(left, int) and isinstance(right, int) and abs(right) > MAX_EXPONENT:
-        raise SandboxViolation(f"exponent {right} is too large")
+    if op == "**" and isinstance(left, int) and isinstance(right, int):
+        if abs(right) > MAX_EXPONENT:
+            raise SandboxViolation(f"exponent {right} is too large")
+        if right > 0 and abs(left).bit_length() * right > MAX_POWER_BITS:
+            raise SandboxViolation(f"power result too large (about {abs(left).bit_length() * right} bits)")
     if op == "<<" and isinstance(right, int) and right > MAX_SHIFT:
         raise SandboxViolation(f"shift {right} is too large")
     if op == "*":
@@ -112,6 +116,13 @@ def _inplacevar(op, left, right):
     if op in ("*=", "**=", "<<="):
         return _guarded_binop(op[:-1], left, right)
     return _check_size(_INPLACE[op](left, right))
+
+
+def _guarded_pow(base, exp, mod=None):
+    """The pow() builtin under the same limits as ``**`` (a modulus keeps the result small)."""
+    if mod is None:
+        return _guarded_binop("**", base, exp)
+    return pow(base, exp, mod)
 
 
 def _limited_range(*args):
@@ -141,7 +152,8 @@ _SAFE_EXTRA = ["sum", "min", "max", "sorted", "reversed", "enumerate", "zip", "m
 
 BUILTINS = dict(safe_builtins)
 BUILTINS.update({name: getattr(builtins, name) for name in _SAFE_EXTRA})
-BUILTINS.update({"range": _limited_range, "getattr": safer_getattr, "__import__": _guarded_import})
+BUILTINS.update({"range": _limited_range, "pow": _guarded_pow, "getattr": safer_getattr,
+                 "__import__": _guarded_import})
 
 GUARDS = {
     "__builtins__": BUILTINS,
@@ -159,7 +171,12 @@ GUARDS = {
 @lru_cache(maxsize=4096)
 def compile_sandboxed(source: str, mode: str) -> CodeType:
     """Compile a script (mode 'exec') or an expression (mode 'eval') under the restricted policy."""
-    return compile_restricted(source, filename="<script>", mode=mode, policy=_Policy)
+    try:
+        return compile_restricted(source, filename="<script>", mode=mode, policy=_Policy)
+    except SyntaxError as exc:
+        if isinstance(exc.msg, tuple):  # RestrictedPython reports all its findings as one tuple
+            raise SyntaxError("; ".join(exc.msg)) from None
+        raise
 
 
 def check_source(source: str, mode: str) -> str | None:

@@ -1,0 +1,109 @@
+"""Process instances: start, list, read, and admin operations."""
+from __future__ import annotations
+
+from uuid import UUID
+
+from flask import g
+from flask_smorest import Blueprint
+from sqlalchemy import select
+
+from engine import instances
+from engine.bpmn.serializer import state_from_json
+from engine.models import ProcessInstance, ProcessVersion
+from engine.versions import VERSIONS
+
+from ..platform import platform
+from . import serial
+from .schemas import AdminAction, InstanceArgs, InstanceCreate, InstanceDetail, InstanceOut, paged
+
+PREFIX = "/process-instances"
+blp = Blueprint("api_instances", __name__, description="Process instances")
+
+
+def _version_no(session, version_id: int) -> int:
+    return session.scalar(select(ProcessVersion.version).where(ProcessVersion.id == version_id))
+
+
+def _detail(session, inst: ProcessInstance) -> dict:
+    body = serial.instance_out(session, inst, _version_no(session, inst.version_id))
+    body["tasks"] = serial.tasks_out(session, instances.active_tasks(session, inst.id))
+    body["history"] = instances.history(session, inst.id)
+    body["completed_elements"], body["active_elements"] = inst.completed_elements, inst.active_elements
+    body["data"] = _data(session, inst)
+    return body
+
+
+def _data(session, inst: ProcessInstance) -> dict:
+    """The process data: the workflow's data when ended, else the newest open task's data."""
+    version = VERSIONS.get(session, inst.version_id)
+    state = session.scalar(select(ProcessInstance.state).where(ProcessInstance.id == inst.id))
+    wf = state_from_json(state, version.spec, version.subprocess_specs, lambda: version.spec_json)
+    if wf.is_completed():
+        return dict(wf.data)
+    open_tasks = instances.active_tasks(session, inst.id)
+    task = wf.get_task_from_id(UUID(open_tasks[-1].id)) if open_tasks else wf.last_task
+    return dict(task.data) if task is not None else {}
+
+
+@blp.route("", methods=["POST"])
+@blp.arguments(InstanceCreate)
+@blp.response(201, InstanceDetail)
+def create(body):
+    """Start an instance of the latest version of a model; returns it with its first tasks."""
+    with platform().db.transaction() as s:
+        inst = instances.start(s, platform().config, g.user, body["process_key"], body["data"],
+                               body["business_key"], body["title"])
+        return _detail(s, inst)
+
+
+@blp.route("", methods=["GET"])
+@blp.arguments(InstanceArgs, location="query")
+@blp.response(200, paged(InstanceOut))
+def list_instances(args):
+    """Instances within the caller's data scope (and those they started), newest first."""
+    filters = instances.Filters(**{k: args.get(k) for k in (
+        "process_key", "status", "business_key", "q", "mine", "created_from", "created_to")})
+    with platform().db.session() as s:
+        items, total = instances.query(s, g.user, filters, args["page"], args["per_page"])
+        versions = dict(s.execute(select(ProcessVersion.id, ProcessVersion.version).where(
+            ProcessVersion.id.in_({i.version_id for i in items}))).all()) if items else {}
+        return serial.page([serial.instance_out(s, i, versions[i.version_id]) for i in items], total,
+                           args["page"], args["per_page"])
+
+
+@blp.route("/<int:instance_id>", methods=["GET"])
+@blp.response(200, InstanceDetail)
+def read(instance_id: int):
+    """One instance: status, active tasks with assignees and candidates, the audit history, the data."""
+    with platform().db.session() as s:
+        return _detail(s, instances.get(s, g.user, instance_id))
+
+
+def _admin(operation, instance_id: int, body):
+    with platform().db.transaction() as s:
+        inst = operation(s, platform().config, g.user, instance_id, body["reason"])
+        return _detail(s, inst)
+
+
+@blp.route("/<int:instance_id>/suspend", methods=["POST"])
+@blp.arguments(AdminAction)
+@blp.response(200, InstanceDetail)
+def suspend(body, instance_id: int):
+    """Suspend a running instance (process administrators)."""
+    return _admin(instances.suspend, instance_id, body)
+
+
+@blp.route("/<int:instance_id>/resume", methods=["POST"])
+@blp.arguments(AdminAction)
+@blp.response(200, InstanceDetail)
+def resume(body, instance_id: int):
+    """Resume a suspended instance, or retry one in error (process administrators)."""
+    return _admin(instances.resume, instance_id, body)
+
+
+@blp.route("/<int:instance_id>/terminate", methods=["POST"])
+@blp.arguments(AdminAction)
+@blp.response(200, InstanceDetail)
+def terminate(body, instance_id: int):
+    """End an instance for good (process administrators)."""
+    return _admin(instances.terminate, instance_id, body)

@@ -1,0 +1,192 @@
+"""Marshmallow schemas of the REST API (they also document it in the OpenAPI file)."""
+from __future__ import annotations
+
+import marshmallow as ma
+from marshmallow import fields as f
+
+
+class PagingArgs(ma.Schema):
+    page = f.Integer(load_default=1, validate=ma.validate.Range(min=1))
+    per_page = f.Integer(load_default=20, validate=ma.validate.Range(min=1, max=200))
+
+
+def paged(item_schema):
+    """A list-response schema: items plus paging."""
+    return type(f"{item_schema.__name__}Page", (ma.Schema,), {
+        "items": f.List(f.Nested(item_schema)), "page": f.Integer(), "per_page": f.Integer(),
+        "total": f.Integer(),
+    })
+
+
+class TokenRequest(ma.Schema):
+    username = f.String(required=True, validate=ma.validate.Length(min=1, max=64))
+    password = f.String(required=True, validate=ma.validate.Length(min=1, max=256), load_only=True)
+
+
+class TokenResponse(ma.Schema):
+    access_token = f.String()
+    token_type = f.String()
+    expires_in = f.Integer()
+
+
+class ProcessModelOut(ma.Schema):
+    key = f.String()
+    name = f.String()
+    category = f.String()
+    description = f.String()
+    latest_version = f.Integer()
+
+
+class ProcessVersionOut(ma.Schema):
+    id = f.Integer()
+    process_key = f.String()
+    version = f.Integer()
+    sha256 = f.String()
+    deployed_at = f.DateTime()
+    user_tasks = f.Dict(attribute="meta.user_tasks")
+
+
+class DeployResult(ma.Schema):
+    version = f.Nested(ProcessVersionOut)
+    created = f.Boolean()
+
+
+class Candidate(ma.Schema):
+    username = f.String()
+    name = f.String()
+
+
+class TaskOut(ma.Schema):
+    id = f.String()
+    instance_id = f.Integer()
+    process_key = f.String()
+    process_name = f.String()
+    instance_title = f.String()
+    bpmn_id = f.String()
+    name = f.String()
+    state = f.String()
+    assignee = f.String(allow_none=True)
+    candidates = f.List(f.String())
+    candidate_groups = f.List(f.String())
+    loop_item = f.String(allow_none=True)
+    assignment_error = f.String(allow_none=True)
+    created_at = f.DateTime()
+    due_at = f.DateTime(allow_none=True)
+    completed_by = f.String(allow_none=True)
+    completed_at = f.DateTime(allow_none=True)
+    opinion = f.String(allow_none=True)
+
+
+class TaskDetail(TaskOut):
+    form_schema = f.Dict()
+    data = f.Dict()
+    can_act = f.Boolean()
+
+
+class EventOut(ma.Schema):
+    seq = f.Integer()
+    at = f.DateTime()
+    kind = f.String()
+    actor = f.String(attribute="actor_name")
+    task_id = f.String(allow_none=True)
+    bpmn_id = f.String(allow_none=True)
+    task_name = f.String(allow_none=True)
+    opinion = f.String(allow_none=True)
+    detail = f.Dict()
+    hash = f.String()
+
+
+class InstanceOut(ma.Schema):
+    id = f.Integer()
+    process_key = f.String()
+    version = f.Integer()
+    status = f.String()
+    business_key = f.String(allow_none=True)
+    title = f.String()
+    region_code = f.String()
+    initiator = f.String(allow_none=True)
+    created_at = f.DateTime()
+    updated_at = f.DateTime()
+    ended_at = f.DateTime(allow_none=True)
+    error = f.String(allow_none=True)
+
+
+class InstanceDetail(InstanceOut):
+    tasks = f.List(f.Nested(TaskOut))
+    history = f.List(f.Nested(EventOut))
+    data = f.Dict()
+    completed_elements = f.List(f.String())
+    active_elements = f.List(f.String())
+
+
+class InstanceCreate(ma.Schema):
+    process_key = f.String(required=True, validate=ma.validate.Length(min=1, max=64))
+    data = f.Dict(load_default=dict)
+    business_key = f.String(load_default=None, allow_none=True, validate=ma.validate.Length(max=128))
+    title = f.String(load_default=None, allow_none=True, validate=ma.validate.Length(max=300))
+
+
+class InstanceArgs(PagingArgs):
+    process_key = f.String()
+    status = f.String(validate=ma.validate.OneOf(("running", "suspended", "completed", "terminated", "error")))
+    business_key = f.String()
+    q = f.String()
+    mine = f.Boolean(load_default=False)
+    created_from = f.DateTime()
+    created_to = f.DateTime()
+
+
+class AdminAction(ma.Schema):
+    reason = f.String(load_default="", validate=ma.validate.Length(max=500))
+
+
+class TaskArgs(PagingArgs):
+    scope = f.String(load_default="mine", validate=ma.validate.OneOf(("mine", "group", "done", "unassigned")))
+
+
+class CompleteRequest(ma.Schema):
+    data = f.Dict(required=True)
+
+
+class AssignRequest(ma.Schema):
+    username = f.String(required=True)
+    reason = f.String(load_default="", validate=ma.validate.Length(max=500))
+
+
+class MessageRequest(ma.Schema):
+    name = f.String(required=True, validate=ma.validate.Length(min=1, max=128))
+    correlations = f.Dict(load_default=dict)
+    payload = f.Dict(load_default=dict)
+
+
+class MessageResult(ma.Schema):
+    delivered = f.List(f.Integer())
+    started = f.List(f.Integer())
+
+
+class AttachmentOut(ma.Schema):
+    id = f.String()
+    filename = f.String()
+    content_type = f.String()
+    size = f.Integer()
+    sha256 = f.String()
+    uploaded_at = f.DateTime()
+
+
+class NotificationOut(ma.Schema):
+    id = f.Integer()
+    category = f.String()
+    title = f.String()
+    body = f.String()
+    link = f.String()
+    instance_id = f.Integer(allow_none=True)
+    created_at = f.DateTime()
+    read_at = f.DateTime(allow_none=True)
+
+
+class NotificationArgs(PagingArgs):
+    unread = f.Boolean(load_default=False)
+
+
+class ReadRequest(ma.Schema):
+    ids = f.List(f.Integer(), load_default=None, allow_none=True)

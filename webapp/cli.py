@@ -1,0 +1,225 @@
+"""The ``emflow`` command: init, demo, deploy, serve, up, worker, scheduler."""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import secrets
+import signal
+import string
+import sys
+import time
+from pathlib import Path
+
+from engine import clock, schema
+from engine.config import Config
+
+log = logging.getLogger("emflow")
+
+
+def _config() -> Config:
+    return Config.from_env()
+
+
+def cmd_init(args) -> int:
+    config = _config()
+    schema.upgrade(config)
+    print(f"Schema is up to date: {_safe_url(config.database_url)}")
+    return 0
+
+
+def _safe_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def _demo(config: Config, password: str) -> list:
+    from engine.connectors import Registry
+    from engine.db import Database
+    from engine.demo import USERS, deploy_all, load_org
+
+    schema.upgrade(config)
+    db = Database(config)
+    try:
+        with db.transaction() as s:
+            users = load_org(s, password)
+            deployed = deploy_all(s, config, users["admin"], Registry.discover())
+    finally:
+        db.dispose()
+    for key, version, created in deployed:
+        print(f"  process {key}: version {version}{' (new)' if created else ''}")
+    return USERS
+
+
+def cmd_demo(args) -> int:
+    config = _config()
+    users = _demo(config, args.password)
+    print(f"Demo organisation loaded: {len(users)} users, password as given.")
+    return 0
+
+
+def cmd_deploy(args) -> int:
+    from engine.connectors import Registry
+    from engine.db import Database
+    from engine.deploy import bundle_from_dir, deploy
+    from engine.errors import DeployError
+
+    config = _config()
+    db = Database(config)
+    registry = Registry.discover()
+    status = 0
+    try:
+        for path in args.paths:
+            try:
+                with db.transaction() as s:
+                    version, created = deploy(s, bundle_from_dir(Path(path), config.forms_dir), None,
+                                              registry.operations())
+                print(f"{path}: {version.process_key} version {version.version}"
+                      f"{' deployed' if created else ' unchanged'} (sha256 {version.sha256[:12]})")
+            except DeployError as exc:
+                print(f"{path}: rejected: {exc.message}", file=sys.stderr)
+                status = 1
+    finally:
+        db.dispose()
+    return status
+
+
+def _serve(config: Config, host: str, port: int, workers: int, threads: int) -> None:
+    from gunicorn.app.base import BaseApplication
+
+    from . import create_app
+
+    embedded = config.embedded
+
+    class Server(BaseApplication):
+        def load_config(self):
+            self.cfg.set("bind", f"{host}:{port}")
+            # Embedded mode keeps one process: its job and timer threads must exist exactly once.
+            self.cfg.set("workers", 1 if embedded else workers)
+            self.cfg.set("worker_class", "gthread")
+            self.cfg.set("threads", threads)
+            self.cfg.set("timeout", 120)
+            self.cfg.set("accesslog", "-" if os.environ.get("EMFLOW_ACCESS_LOG") else None)
+
+        def load(self):
+            return create_app(config, start_background=embedded)
+
+    Server().run()
+
+
+def cmd_serve(args) -> int:
+    config = _config()
+    mode = "embedded (SQLite, in-process jobs and timers)" if config.embedded else "PostgreSQL/Redis"
+    print(f"emflow on http://{args.host}:{args.port}/ — {mode}", flush=True)
+    _serve(config, args.host, args.port, args.workers, args.threads)
+    return 0
+
+
+def _password() -> str:
+    alphabet = string.ascii_letters + string.digits
+    while True:
+        candidate = "".join(secrets.choice(alphabet) for _ in range(12))
+        if any(c.isdigit() for c in candidate) and any(c.isalpha() for c in candidate):
+            return candidate
+
+
+def cmd_up(args) -> int:
+    config = _config()
+    password = args.password or _password()
+    print(f"Setting up emflow in {config.instance_path} ({_safe_url(config.database_url)})")
+    users = _demo(config, password)
+    host = "localhost" if args.host in ("0.0.0.0", "127.0.0.1") else args.host  # noqa: S104 - display only
+    print(f"\nemflow is starting at http://{host}:{args.port}/\n\nDemo logins (password: {password}):")
+    for username, name, title, *_rest in users:
+        print(f"  {username:<12} {name}  {title}")
+    print(flush=True)
+    _serve(config, args.host, args.port, args.workers, args.threads)
+    return 0
+
+
+def cmd_worker(args) -> int:
+    from redis import Redis
+    from rq import Queue, Worker
+
+    config = _config()
+    if config.embedded:
+        print("emflow worker needs EMFLOW_REDIS_URL (embedded mode runs jobs inside emflow serve)", file=sys.stderr)
+        return 2
+    connection = Redis.from_url(config.redis_url)
+    Worker([Queue(args.queue, connection=connection)], connection=connection).work(with_scheduler=False)
+    return 0
+
+
+def cmd_scheduler(args) -> int:
+    from redis import Redis
+    from rq import Queue
+
+    from engine.db import Database
+    from engine.jobs import fire_due_timers, relay
+
+    config = _config()
+    if config.embedded:
+        print("emflow scheduler needs EMFLOW_REDIS_URL (embedded mode schedules inside emflow serve)",
+              file=sys.stderr)
+        return 2
+    clock.install()
+    db = Database(config)
+    queue = Queue(args.queue, connection=Redis.from_url(config.redis_url))
+    stop = False
+
+    def _stop(*_):
+        nonlocal stop
+        stop = True
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    print(f"emflow scheduler: relaying jobs to RQ queue '{args.queue}' and firing timers", flush=True)
+    while not stop:
+        try:
+            relay(db, config, queue)
+            fire_due_timers(db, config)
+        except Exception:  # noqa: BLE001 - the loop outlives any one failure; it is logged
+            log.exception("scheduler iteration failed")
+        time.sleep(config.scheduler_interval)
+    db.dispose()
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="emflow", description="emflow BPMN workflow platform")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("init", help="create or upgrade the database schema").set_defaults(func=cmd_init)
+    p = sub.add_parser("demo", help="load the demo organisation and deploy every process")
+    p.add_argument("--password", required=True, help="password for every demo user")
+    p.set_defaults(func=cmd_demo)
+    p = sub.add_parser("deploy", help="deploy process folders (processes/<key>/)")
+    p.add_argument("paths", nargs="+")
+    p.set_defaults(func=cmd_deploy)
+    for name, func, help_ in (("serve", cmd_serve, "run the web server"),
+                              ("up", cmd_up, "init, load the demo, and serve (the quick start)")):
+        p = sub.add_parser(name, help=help_)
+        p.add_argument("--host", default="127.0.0.1")
+        p.add_argument("--port", type=int, default=5000)
+        p.add_argument("--workers", type=int, default=max(2, (os.cpu_count() or 1) * 2))
+        p.add_argument("--threads", type=int, default=8)
+        if name == "up":
+            p.add_argument("--password", help="password for the demo users (default: a random one, printed)")
+        p.set_defaults(func=func)
+    for name, func, help_ in (("worker", cmd_worker, "run an RQ worker for service-task jobs"),
+                              ("scheduler", cmd_scheduler, "relay jobs to RQ and fire due timers")):
+        p = sub.add_parser(name, help=help_)
+        p.add_argument("--queue", default="emflow")
+        p.set_defaults(func=func)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=os.environ.get("EMFLOW_LOG_LEVEL", "INFO"),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    return args.func(args) or 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

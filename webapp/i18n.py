@@ -1,0 +1,58 @@
+"""Translation helpers: the locale, date formats, and Chinese text for engine errors."""
+from __future__ import annotations
+
+from flask import session
+from flask_babel import format_datetime, gettext
+from flask_babel import lazy_gettext as _l
+
+from engine.errors import EngineError
+from engine.forms import MESSAGES
+
+LOCALES = ("zh_CN", "en")
+
+ERROR_TEXT = {
+    "task_closed": _l("This task has already been completed or cancelled."),
+    "task_claimed": _l("Another user has already claimed this task."),
+    "task_not_ready": _l("This task is no longer ready."),
+    "not_your_task": _l("You may not act on this task."),
+    "not_a_candidate": _l("This task is not offered to you."),
+    "not_assignee": _l("Only the user who claimed the task can give it back."),
+    "not_claimable": _l("This task was assigned to you and cannot be given back."),
+    "instance_not_running": _l("The process is not running (suspended or ended)."),
+    "instance_not_suspended": _l("The process is not suspended."),
+    "instance_ended": _l("The process has already ended."),
+    "not_admin": _l("Only process administrators may do this."),
+    "not_a_starter": _l("You may not start this process."),
+    "not_a_sender": _l("You may not send messages to processes."),
+    "bad_credentials": _l("Wrong username or password."),
+    "account_locked": _l("The account is locked after repeated failed logins. Try again later."),
+    "not_found": _l("Not found, or outside your data scope."),
+    "validation_failed": _l("Please correct the marked fields."),
+    "conflict": _l("The data was changed by someone else in the meantime. Please reload and try again."),
+    "stale": _l("The data was changed by someone else in the meantime. Please reload and try again."),
+    "no_receiver": _l("No process is waiting for this message."),
+}
+
+
+def select_locale() -> str:
+    return session.get("lang") if session.get("lang") in LOCALES else "zh_CN"
+
+
+def error_text(exc: EngineError) -> str:
+    text = ERROR_TEXT.get(exc.code)
+    return str(text) if text is not None else exc.message
+
+
+def field_errors(errors: dict) -> dict[str, list[str]]:
+    """Engine per-field errors ({code, limit}) as translated sentences."""
+    out: dict[str, list[str]] = {}
+    for field, items in errors.items():
+        for item in items:
+            template = MESSAGES.get(item.get("code"))
+            text = gettext(template, limit=item.get("limit")) if template else item.get("message", "")
+            out.setdefault(field, []).append(text)
+    return out
+
+
+def fmt_dt(value, pattern: str = "yyyy-MM-dd HH:mm") -> str:
+    return format_datetime(value, pattern) if value else ""

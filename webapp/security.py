@@ -1,0 +1,90 @@
+"""Sessions for the web pages (login, idle timeout) and bearer tokens for the API."""
+from __future__ import annotations
+
+import time
+from functools import wraps
+
+from flask import abort, current_app, g, redirect, request, session, url_for
+from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+
+from engine.errors import AuthenticationFailed
+from engine.models import User
+
+from .platform import platform
+
+
+def _serializer() -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(current_app.secret_key, salt="emflow-api-token")
+
+
+def issue_token(user: User) -> str:
+    return _serializer().dumps({"u": user.id, "v": user.token_version})
+
+
+def user_from_token(token: str) -> User:
+    """The user a bearer token belongs to; AuthenticationFailed if it is invalid, expired or revoked."""
+    try:
+        data = _serializer().loads(token, max_age=platform().config.token_ttl_seconds)
+    except SignatureExpired:
+        raise AuthenticationFailed("the token has expired", code="token_expired") from None
+    except BadSignature:
+        raise AuthenticationFailed("the token is not valid", code="token_invalid") from None
+    with platform().db.session() as s:
+        user = s.get(User, data.get("u"))
+        if user is None or not user.is_active or user.token_version != data.get("v"):
+            raise AuthenticationFailed("the token is no longer valid", code="token_revoked")
+        _ = user.roles, user.groups, user.unit  # load before the session closes
+        return user
+
+
+def start_session(user: User) -> None:
+    session.clear()
+    session["uid"], session["tv"], session["seen"] = user.id, user.token_version, int(time.time())
+    session.permanent = False
+
+
+def load_session_user() -> None:
+    """Set g.user from the session cookie, ending sessions idle longer than the configured limit.
+    The API ignores cookies: it authenticates by bearer token only (so it needs no CSRF token)."""
+    if request.path.startswith("/api/"):
+        return
+    g.user = None
+    uid = session.get("uid")
+    if uid is None:
+        return
+    idle = platform().config.session_idle_minutes * 60
+    now = int(time.time())
+    if now - int(session.get("seen", 0)) > idle:
+        session.clear()
+        g.session_expired = True
+        return
+    with platform().db.session() as s:
+        user = s.get(User, uid)
+        if user is None or not user.is_active or user.token_version != session.get("tv"):
+            session.clear()
+            return
+        _ = user.roles, user.groups, user.unit
+    g.user = user
+    if now - int(session.get("seen", 0)) > 30:  # avoid rewriting the cookie on every request
+        session["seen"] = now
+
+
+def login_required(view):
+    @wraps(view)
+    def wrapped(*args, **kwargs):
+        if g.get("user") is None:
+            return redirect(url_for("auth.login", next=request.full_path if request.method == "GET" else None))
+        return view(*args, **kwargs)
+    return wrapped
+
+
+def permission_required(permission: str):
+    def decorator(view):
+        @wraps(view)
+        @login_required
+        def wrapped(*args, **kwargs):
+            if not g.user.can(permission):
+                abort(403)
+            return view(*args, **kwargs)
+        return wrapped
+    return decorator
