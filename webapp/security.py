@@ -56,7 +56,7 @@ def load_session_user() -> None:
     now = int(time.time())
     if now - int(session.get("seen", 0)) > idle:
         session.clear()
-        g.session_expired = True
+        session["expired"] = True  # the login page says why
         return
     with platform().db.session() as s:
         user = s.get(User, uid)

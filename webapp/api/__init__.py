@@ -35,7 +35,9 @@ class EmflowApi(Api):
     def handle_http_exception(self, error: HTTPException):
         """JSON errors for the API; the web pages keep their HTML error page."""
         if not request.path.startswith("/api/"):
-            return render_template("error.html", message=error.description, status=error.code), error.code
+            from ..views import render_http_error
+
+            return render_http_error(error)
         data = getattr(error, "data", None) or {}
         errors = data.get("errors") or data.get("messages") or {}
         if isinstance(errors, dict) and set(errors) <= {"json", "query", "form", "files", "headers"}:

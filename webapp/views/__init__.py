@@ -5,8 +5,10 @@ from flask import Flask, g, render_template, request
 from flask_babel import get_locale
 from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError
+from sqlalchemy import select
 
 from engine import notifications, tasks
+from engine.models import Unit, User
 
 from .. import i18n
 from ..platform import platform
@@ -21,6 +23,7 @@ def register(app: Flask) -> None:
     app.jinja_env.globals["get_locale"] = get_locale
     app.jinja_env.globals["status_text"] = status_text
     app.jinja_env.globals["event_text"] = event_text
+    app.jinja_env.globals["item_label"] = item_label
 
     @app.context_processor
     def badges():
@@ -35,14 +38,27 @@ def register(app: Flask) -> None:
         return render_template("error.html", message=_("The form has expired. Please reload the page and try again."),
                                status=400), 400
 
-    for status in (403, 404, 405, 413):
-        app.register_error_handler(status, _http_error)
 
 
-def _http_error(exc):
+def render_http_error(exc):
+    """The HTML error page for a page request (the API answers JSON instead)."""
     messages = {403: _("You may not do this."), 404: _("Not found, or outside your data scope."),
                 405: _("This action is not allowed here."), 413: _("The upload is too large.")}
-    return render_template("error.html", message=messages.get(exc.code, str(exc)), status=exc.code), exc.code
+    return render_template("error.html", message=messages.get(exc.code, exc.description), status=exc.code), exc.code
+
+
+def item_label(value) -> str:
+    """What a multi-instance task is for, readable: a unit code or username shown as its name."""
+    if not value:
+        return ""
+    names = g.get("_item_names")
+    if names is None:
+        with platform().db.session() as s:
+            names = g._item_names = dict(s.execute(select(Unit.code, Unit.name)).all())
+    if value not in names:
+        with platform().db.session() as s:
+            names[value] = s.scalar(select(User.name).where(User.username == value)) or value
+    return names[value]
 
 
 def status_text(status: str) -> str:

@@ -24,7 +24,7 @@ def _safe_next(target: str | None) -> str:
 @bp.route("/login", methods=["GET", "POST"])
 def login():
     error = None
-    if g.get("session_expired"):
+    if session.pop("expired", False):
         error = _("Your session ended after a period of inactivity. Please log in again.")
     if request.method == "POST":
         username = request.form.get("username", "").strip()
