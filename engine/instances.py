@@ -60,7 +60,7 @@ def start(session: Session, config: Config, user: User, process_key: str, data: 
 
     ``start_event`` (a BpmnEvent) triggers a message start event once the instance waits for it.
     """
-    data = data or {}
+    data = {} if data is None else data
     if not isinstance(data, dict):
         raise ValidationFailed("data must be a JSON object", errors={"data": [{"code": "type", "message": "object"}]})
     if len(repr(data)) > MAX_START_DATA:
@@ -74,11 +74,11 @@ def start(session: Session, config: Config, user: User, process_key: str, data: 
     version = VERSIONS.get(session, version_id)
     if not may_start(user, version.meta):
         raise Forbidden(f"you may not start '{process_key}'", code="not_a_starter")
-    region = user.region_code
+    title = title or f"{version.name}（{user.name} {utcnow():%Y-%m-%d}）"
     instance = ProcessInstance(
         process_key=process_key, version_id=version_id, status="running", business_key=business_key,
-        title=(title or f"{version.name}（{user.name} {utcnow():%Y-%m-%d}）")[:300], region_code=region, enterprise_id=user.enterprise_id,
-        initiator_id=user.id, unit_id=user.unit_id, state="", completed_elements=[], active_elements=[],
+        title=title[:300], region_code=user.region_code, enterprise_id=user.enterprise_id, initiator_id=user.id,
+        unit_id=user.unit_id, state="", completed_elements=[], active_elements=[],
     )
     session.add(instance)
     session.flush()

@@ -50,6 +50,23 @@ def script_engine(session: Session, config: Config) -> ScriptEngine:
     return ScriptEngine(calendar.load(session, config.timezone).script_helpers(), config.script_time_limit)
 
 
+def instance_data(session: Session, instance: ProcessInstance, task_id: str | None = None) -> dict:
+    """An instance's data: a given task's, else the newest open task's (or the last completed one's),
+    or the workflow's result once it has ended."""
+    version = VERSIONS.get(session, instance.version_id)
+    state = session.scalar(select(ProcessInstance.state).where(ProcessInstance.id == instance.id))
+    wf = state_from_json(state, version.spec, version.subprocess_specs, lambda: version.spec_json)
+    if task_id is None and not wf.is_completed():
+        task_id = session.scalar(select(HumanTask.id).where(HumanTask.instance_id == instance.id,
+                                                            HumanTask.state == "open")
+                                 .order_by(HumanTask.created_at.desc()).limit(1))
+    task = wf.get_task_from_id(uuid.UUID(task_id)) if task_id else None
+    if task is None and wf.is_completed():
+        return dict(wf.data)
+    task = task or wf.last_task
+    return dict(task.data) if task is not None else {}
+
+
 class Step:
     """One transaction's work on one instance."""
 

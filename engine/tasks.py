@@ -9,13 +9,12 @@ from sqlalchemy import exists, func, or_, select
 from sqlalchemy.orm import Session
 
 from . import files
-from .bpmn.serializer import state_from_json
 from .config import Config
 from .errors import Conflict, Forbidden, NotFound, ValidationFailed
 from .forms import FieldError, Form, raise_for
 from .models import GroupMember, HumanTask, ProcessInstance, TaskCandidate, Unit, User, utcnow
 from .org import Scope
-from .runtime import Step
+from .runtime import Step, instance_data
 from .versions import VERSIONS
 
 SCOPES = ("mine", "group", "done", "unassigned")
@@ -108,21 +107,12 @@ def view(session: Session, config: Config, user: User, task_id: str) -> TaskView
     instance = session.get(ProcessInstance, task.instance_id)
     version = VERSIONS.get(session, instance.version_id)
     form = version.form(task.form_key)
-    data = {}
-    if task.state == "open":
-        step_data = _task_data(session, config, instance, task)
-        data = {k: v for k, v in step_data.items() if form is None or k in form.properties}
+    # An open task shows its own data; a closed one shows the instance's data as it is now.
+    current = instance_data(session, instance, task.id if task.state == "open" else None)
+    data = {k: v for k, v in current.items() if form is None or k in form.properties}
     names = list(session.scalars(select(User.name).join(TaskCandidate, TaskCandidate.user_id == User.id)
                                  .where(TaskCandidate.task_id == task.id)))
     return TaskView(task, instance, form, data, task.state == "open" and may_act(session, user, task), names)
-
-
-def _task_data(session: Session, config: Config, instance: ProcessInstance, task: HumanTask) -> dict:
-    row = session.scalar(select(ProcessInstance.state).where(ProcessInstance.id == instance.id))
-    version = VERSIONS.get(session, instance.version_id)
-    wf = state_from_json(row, version.spec, version.subprocess_specs, lambda: version.spec_json)
-    spiff_task = wf.get_task_from_id(UUID(task.id))
-    return dict(spiff_task.data) if spiff_task is not None else {}
 
 
 def _lock_open_task(session: Session, config: Config, user: User, task_id: str) -> tuple[Step, HumanTask]:

@@ -1,16 +1,13 @@
 """Process instances: start, list, read, and admin operations."""
 from __future__ import annotations
 
-from uuid import UUID
-
 from flask import g
 from flask_smorest import Blueprint
 from sqlalchemy import select
 
 from engine import instances
-from engine.bpmn.serializer import state_from_json
 from engine.models import ProcessInstance, ProcessVersion
-from engine.versions import VERSIONS
+from engine.runtime import instance_data
 
 from ..platform import platform
 from . import serial
@@ -29,20 +26,8 @@ def _detail(session, inst: ProcessInstance) -> dict:
     body["tasks"] = serial.tasks_out(session, instances.active_tasks(session, inst.id))
     body["history"] = instances.history(session, inst.id)
     body["completed_elements"], body["active_elements"] = inst.completed_elements, inst.active_elements
-    body["data"] = _data(session, inst)
+    body["data"] = instance_data(session, inst)
     return body
-
-
-def _data(session, inst: ProcessInstance) -> dict:
-    """The process data: the workflow's data when ended, else the newest open task's data."""
-    version = VERSIONS.get(session, inst.version_id)
-    state = session.scalar(select(ProcessInstance.state).where(ProcessInstance.id == inst.id))
-    wf = state_from_json(state, version.spec, version.subprocess_specs, lambda: version.spec_json)
-    if wf.is_completed():
-        return dict(wf.data)
-    open_tasks = instances.active_tasks(session, inst.id)
-    task = wf.get_task_from_id(UUID(open_tasks[-1].id)) if open_tasks else wf.last_task
-    return dict(task.data) if task is not None else {}
 
 
 @blp.route("", methods=["POST"])
