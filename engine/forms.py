@@ -54,6 +54,12 @@ MESSAGES = {
     "invalid": N_("This value is not valid."),
 }
 
+# How the "type" and "format" limits read in messages ("Enter a valid value (a whole number).").
+LIMIT_NAMES = {
+    "integer": N_("a whole number"), "number": N_("a number"), "string": N_("text"), "boolean": N_("yes or no"),
+    "array": N_("a list"), "object": N_("a group of fields"), "YYYY-MM-DD": N_("a date such as 2026-01-31"),
+}
+
 _FORMATS = FormatChecker(["date", "email"])
 
 

@@ -184,9 +184,15 @@ def relay(db: Database, config: Config, queue) -> int:
                 (Job.status == "pending") & (Job.available_at <= now),
                 (Job.status.in_(("queued", "running"))) & (Job.lease_until < now),
             )).values(status="queued", lease_until=now + timedelta(seconds=config.job_lease_seconds)))
-        if taken.rowcount == 1:
+        if taken.rowcount != 1:
+            continue
+        try:
             queue.enqueue(rq_execute, job_id, job_timeout=config.job_lease_seconds)
-            moved += 1
+        except Exception:
+            with db.transaction() as s:  # Redis refused it: make it due again at once, not after the lease
+                s.execute(update(Job).where(Job.id == job_id, Job.status == "queued").values(status="pending"))
+            raise
+        moved += 1
     return moved
 
 

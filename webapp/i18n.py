@@ -1,12 +1,12 @@
 """Translation helpers: the locale, date formats, and Chinese text for engine errors."""
 from __future__ import annotations
 
-from flask import session
+from flask import request
 from flask_babel import format_datetime, gettext
 from flask_babel import lazy_gettext as _l
 
 from engine.errors import EngineError
-from engine.forms import MESSAGES
+from engine.forms import LIMIT_NAMES, MESSAGES
 
 LOCALES = ("zh_CN", "en")
 
@@ -35,7 +35,8 @@ ERROR_TEXT = {
 
 
 def select_locale() -> str:
-    return session.get("lang") if session.get("lang") in LOCALES else "zh_CN"
+    """Simplified Chinese unless the browser prefers English."""
+    return request.accept_languages.best_match(LOCALES, default="zh_CN") or "zh_CN"
 
 
 def error_text(exc: EngineError) -> str:
@@ -49,7 +50,10 @@ def field_errors(errors: dict) -> dict[str, list[str]]:
     for field, items in errors.items():
         for item in items:
             template = MESSAGES.get(item.get("code"))
-            text = gettext(template, limit=item.get("limit")) if template else item.get("message", "")
+            limit = item.get("limit")
+            if isinstance(limit, str) and limit in LIMIT_NAMES:
+                limit = gettext(LIMIT_NAMES[limit])
+            text = gettext(template, limit=limit) if template else item.get("message", "")
             out.setdefault(field, []).append(text)
     return out
 

@@ -47,10 +47,3 @@ def logout():
     session.clear()
     flash(_("You have logged out."), "info")
     return redirect(url_for("auth.login"))
-
-
-@bp.route("/lang/<code>", methods=["POST"])
-def set_language(code: str):
-    if code in i18n.LOCALES:
-        session["lang"] = code
-    return redirect(_safe_next(request.form.get("next")))
