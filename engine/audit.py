@@ -42,14 +42,16 @@ def record(session: Session, instance: ProcessInstance, kind: str, actor: User |
 
 
 def verify_instance(session: Session, instance_id: int) -> int | None:
-    """Return the seq of the first event that does not match its chain, or None if intact."""
-    prev = ""
+    """Return the seq of the first event that does not match its chain, or None if intact.
+    The chain must also end at the head kept on the instance row, so deleting the newest events shows."""
+    prev, seq = "", 0
     for e in session.scalars(select(InstanceEvent).where(InstanceEvent.instance_id == instance_id)
                              .order_by(InstanceEvent.seq)):
         if e.prev_hash != prev or e.hash != _digest(prev, _instance_fields(e)):
             return e.seq
-        prev = e.hash
-    return None
+        prev, seq = e.hash, e.seq
+    head = session.scalar(select(ProcessInstance.last_event_hash).where(ProcessInstance.id == instance_id))
+    return seq + 1 if head is not None and head != prev else None
 
 
 def _system_fields(e: SystemEvent) -> dict:
@@ -73,10 +75,11 @@ def record_system(session: Session, kind: str, actor: User | None = None, target
 
 
 def verify_system(session: Session) -> int | None:
-    """Return the seq of the first broken system event, or None if the chain is intact."""
-    prev = ""
+    """Return the seq of the first broken system event, or None if the chain is intact (up to its head)."""
+    prev, seq = "", 0
     for e in session.scalars(select(SystemEvent).order_by(SystemEvent.seq)):
         if e.prev_hash != prev or e.hash != _digest(prev, _system_fields(e)):
             return e.seq
-        prev = e.hash
-    return None
+        prev, seq = e.hash, e.seq
+    head = session.scalar(select(ChainHead.hash).where(ChainHead.name == "system"))
+    return seq + 1 if head is not None and head != prev else None

@@ -57,7 +57,7 @@ def login(db, config: Config, username: str, password: str, source: str = "") ->
 
 
 def _check(session: Session, config: Config, username: str, password: str, source: str):
-    user = session.scalars(select(User).where(User.username == username).with_for_update()).first()
+    user = session.scalars(select(User).where(User.username == username).with_for_update(of=User)).first()
     now = utcnow()
     if user is None:
         with contextlib.suppress(VerificationError):

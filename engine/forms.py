@@ -149,8 +149,12 @@ class Form:
             if name in self.readonly:
                 if name in current:
                     data[name] = current[name]
-            elif name in submitted and submitted[name] is not None and submitted[name] != "":
-                data[name] = submitted[name]
+                continue
+            value = submitted.get(name)
+            if isinstance(value, str):
+                value = value.strip()  # "   " is no answer, and does not satisfy minLength
+            if value is not None and value != "":
+                data[name] = value
             elif "default" in self.properties[name]:
                 data[name] = copy.deepcopy(self.properties[name]["default"])
         errors: dict[str, list[FieldError]] = {}

@@ -130,3 +130,19 @@ def artifacts():
 def pytest_report_header(config):
     return [f"emflow database: {'PostgreSQL ' + PG_URL if PG_URL else 'SQLite (embedded default)'}",
             f"emflow redis: {REDIS_URL or 'none (embedded mode)'}"]
+
+
+@pytest.fixture
+def fast_passwords(db, monkeypatch):
+    """Cheap argon2 parameters, with every demo user's hash redone under them: login tests stay fast.
+    Same algorithm and code paths; only the work factor differs from production."""
+    from argon2 import PasswordHasher
+
+    from engine import auth
+
+    hasher = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+    monkeypatch.setattr(auth, "_hasher", hasher)
+    monkeypatch.setattr(auth, "_DUMMY", hasher.hash("emflow-timing-equaliser"))
+    with db.transaction() as s:
+        for row in s.scalars(select(User)):
+            row.password_hash = hasher.hash(DEMO_PASSWORD)

@@ -180,11 +180,17 @@ def compile_sandboxed(source: str, mode: str) -> CodeType:
 
 
 def check_source(source: str, mode: str) -> str | None:
-    """Return why the source is refused at deploy time, or None if it compiles."""
+    """Return why the source is refused at deploy time, or None if it compiles and imports nothing forbidden."""
     try:
         compile_sandboxed(source, mode)
     except SyntaxError as exc:
         return str(exc.msg if exc.msg else exc)
+    for node in ast.walk(ast.parse(source, mode=mode)):
+        names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+            [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+        for name in names:
+            if name not in MODULES:
+                return f"import of '{name}' is not allowed (allowed: {', '.join(sorted(MODULES))})"
     return None
 
 
