@@ -48,9 +48,9 @@ class ModuleFacade:
 
     _guarded_writes = False  # never written through full_write_guard
 
-    def __init__(self, module, names):
+    def __init__(self, module, names, **replacements):
         object.__setattr__(self, "_name", module.__name__)
-        object.__setattr__(self, "_attrs", {n: getattr(module, n) for n in names})
+        object.__setattr__(self, "_attrs", {n: getattr(module, n) for n in names} | replacements)
 
     def __getattr__(self, name):
         try:
@@ -65,9 +65,15 @@ class ModuleFacade:
         return f"<module {self._name} (sandboxed)>"
 
 
+def _guarded_factorial(n):
+    if not isinstance(n, int) or n > 10_000:
+        raise SandboxViolation("factorial() argument too large (limit 10000)")
+    return math.factorial(n)
+
+
 MODULES = {
     "datetime": ModuleFacade(datetime, ["date", "datetime", "time", "timedelta", "timezone"]),
-    "math": ModuleFacade(math, [n for n in dir(math) if not n.startswith("_")]),
+    "math": ModuleFacade(math, [n for n in dir(math) if not n.startswith("_")], factorial=_guarded_factorial),
     "decimal": ModuleFacade(decimal, ["Decimal", "ROUND_HALF_UP", "ROUND_HALF_EVEN", "ROUND_DOWN",
                                       "ROUND_UP", "ROUND_FLOOR", "ROUND_CEILING", "InvalidOperation"]),
     "re": ModuleFacade(re, ["match", "fullmatch", "search", "sub", "subn", "split", "findall", "escape",
@@ -101,10 +107,40 @@ def _guarded_binop(op, left, right):
         for seq, n in ((left, right), (right, left)):
             if isinstance(seq, (str, bytes, list, tuple)) and isinstance(n, int) and len(seq) * n > MAX_SEQUENCE:
                 raise SandboxViolation(f"sequence repetition too large ({len(seq) * n} items)")
+    if op == "+" and isinstance(left, (str, bytes, list, tuple)) and isinstance(right, (str, bytes, list, tuple)) \
+            and len(left) + len(right) > MAX_SEQUENCE:
+        raise SandboxViolation(f"concatenation too large ({len(left) + len(right)} items)")
+    if op == "%" and isinstance(left, (str, bytes)):
+        _check_format_widths(left)
     return _check_size(_BINOPS[op](left, right))
 
 
-_BINOPS = {"*": operator.mul, "**": operator.pow, "<<": operator.lshift}
+_BINOPS = {"*": operator.mul, "**": operator.pow, "<<": operator.lshift, "+": operator.add, "%": operator.mod}
+_WIDTH = re.compile(r"%[-+ #0]*(\*|\d+)")
+
+
+def _check_format_widths(template) -> None:
+    """'%10000000d' % x would allocate in one C call: refuse huge or computed widths."""
+    text = template.decode("latin-1") if isinstance(template, bytes) else template
+    for match in _WIDTH.finditer(text):
+        if match.group(1) == "*" or int(match.group(1)) > MAX_SEQUENCE:
+            raise SandboxViolation("format width too large or computed")
+
+
+_PADDING_METHODS = {"ljust", "rjust", "center", "zfill", "expandtabs"}
+
+
+def _guarded_getattr(obj, name, default=None, getattr=getattr):
+    """safer_getattr, plus width checks on the str methods that pad (a C call the time limit cannot stop)."""
+    value = safer_getattr(obj, name, default, getattr)
+    if isinstance(obj, (str, bytes)) and name in _PADDING_METHODS:
+        def padded(width=8, *args):
+            if not isinstance(width, int) or width > MAX_SEQUENCE:
+                raise SandboxViolation(f"{name}() width too large")
+            return value(width, *args)
+        return padded
+    return value
+
 _INPLACE = {
     "+=": operator.iadd, "-=": operator.isub, "*=": operator.imul, "/=": operator.itruediv,
     "//=": operator.ifloordiv, "%=": operator.imod, "**=": operator.ipow, "<<=": operator.ilshift,
@@ -135,7 +171,18 @@ def _limited_range(*args):
 class _Policy(RestrictingNodeTransformer):
     """RestrictedPython's policy plus guards on the operators that can allocate without bound."""
 
-    _GUARDED = {ast.Mult: "*", ast.Pow: "**", ast.LShift: "<<"}
+    _GUARDED = {ast.Mult: "*", ast.Pow: "**", ast.LShift: "<<", ast.Add: "+", ast.Mod: "%"}
+
+    def visit_FormattedValue(self, node):
+        """f-string format specs: constant widths within limits only (no {x:{n}} computed widths)."""
+        spec = node.format_spec
+        if spec is not None:
+            for part in spec.values:
+                if not isinstance(part, ast.Constant):
+                    self.error(node, "computed format specifications are not allowed in f-strings")
+                elif any(int(d) > MAX_SEQUENCE for d in re.findall(r"\d+", str(part.value))):
+                    self.error(node, "format width too large in f-string")
+        return self.node_contents_visit(node)
 
     def visit_BinOp(self, node):
         node = self.node_contents_visit(node)
@@ -152,12 +199,12 @@ _SAFE_EXTRA = ["sum", "min", "max", "sorted", "reversed", "enumerate", "zip", "m
 
 BUILTINS = dict(safe_builtins)
 BUILTINS.update({name: getattr(builtins, name) for name in _SAFE_EXTRA})
-BUILTINS.update({"range": _limited_range, "pow": _guarded_pow, "getattr": safer_getattr,
+BUILTINS.update({"range": _limited_range, "pow": _guarded_pow, "getattr": _guarded_getattr,
                  "__import__": _guarded_import})
 
 GUARDS = {
     "__builtins__": BUILTINS,
-    "_getattr_": safer_getattr,
+    "_getattr_": _guarded_getattr,
     "_getitem_": operator.getitem,
     "_getiter_": iter,
     "_write_": full_write_guard,

@@ -17,6 +17,7 @@ from engine.bpmn.sandbox import (
     SandboxViolation,
     ScriptTimeout,
     check_source,
+    compile_sandboxed,
 )
 from engine.bpmn.scripting import ScriptEngine
 from engine.errors import ScriptError
@@ -216,10 +217,32 @@ def test_the_tracer_is_restored_after_a_script(env):
     ("1 << 100000", "shift 100000 is too large"),
     ("pow(2, 100000)", "exponent 100000 is too large"),
     ("(10 ** 1000) ** 10000", "power result too large"),
+    ("'a'.ljust(10 ** 9)", "width too large"),
+    ("'a'.zfill(10 ** 9)", "width too large"),
+    ("'%1000000000d' % 5", "format width too large"),
+    ("'%*d' % (10 ** 9, 5)", "format width too large or computed"),
+    ("big + big", "concatenation too large"),
 ])
 def test_size_guards_stop_huge_results(env, expression, message):
     with pytest.raises(SandboxViolation, match=message):
-        env.evaluate(expression, {})
+        env.evaluate(expression, {"big": [0] * 600_000})
+
+
+def test_factorial_is_bounded_because_the_time_limit_cannot_stop_a_c_call(env):
+    assert env.evaluate("math.factorial(5)", {"math": MODULES["math"]}) == 120
+    with pytest.raises(SandboxViolation, match="factorial"):
+        env.evaluate("math.factorial(10 ** 6)", {"math": MODULES["math"]})
+
+
+@pytest.mark.parametrize("source", ["f'{1:>1000000000}'", "f'{1:{n}}'"])
+def test_fstring_widths_are_checked_when_compiled(source):
+    with pytest.raises(SyntaxError, match="format"):
+        compile_sandboxed(source, "eval")
+
+
+def test_ordinary_padding_formatting_and_addition_work(env):
+    assert env.evaluate("['ab'.ljust(4), '%3d' % 7, f'{7:>3}', 'a' + 'b', [1] + [2], 1 + 2]", {}) == \
+        ["ab  ", "  7", "  7", "ab", [1, 2], 3]
 
 
 def test_size_guards_apply_to_augmented_assignment(env):
