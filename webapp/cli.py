@@ -140,14 +140,16 @@ def cmd_up(args) -> int:
 
 def cmd_worker(args) -> int:
     from redis import Redis
-    from rq import Queue, Worker
+    from rq import Queue, SimpleWorker
 
     config = _config()
     if config.embedded:
         print("emflow worker needs EMFLOW_REDIS_URL (embedded mode runs jobs inside emflow serve)", file=sys.stderr)
         return 2
     connection = Redis.from_url(config.redis_url)
-    Worker([Queue(args.queue, connection=connection)], connection=connection).work(with_scheduler=False)
+    # Jobs run in this process (no fork per job), so database connections are reused between jobs.
+    # A worker that dies mid-job leaves the job's lease to expire; the scheduler then relays it again.
+    SimpleWorker([Queue(args.queue, connection=connection)], connection=connection).work(with_scheduler=False)
     return 0
 
 
