@@ -1,13 +1,15 @@
 """The connector registry (entry points ``emflow.connectors``) and the context handed to calls."""
 from __future__ import annotations
 
+from datetime import datetime
 from importlib.metadata import entry_points
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 
 from connectors.base import Connector, ConnectorContext, ConnectorError, Operation
 
-from . import notifications, numbering
+from . import clock, notifications, numbering
 from .models import HumanTask, ProcessInstance, User
 
 GROUP = "emflow.connectors"
@@ -58,6 +60,9 @@ class EngineContext(ConnectorContext):
         self.db = db
         self.idempotency_key = idempotency_key
         self.instance_id = instance_id
+
+    def now(self) -> datetime:
+        return clock.now().astimezone(ZoneInfo(self.db.config.timezone))
 
     def next_number(self, sequence: str, year: int) -> int:
         with self.db.transaction() as s:

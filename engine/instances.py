@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from zoneinfo import ZoneInfo
 
 from SpiffWorkflow.util.task import TaskState
 from sqlalchemy import delete, exists, func, or_, select, update
@@ -74,7 +75,8 @@ def start(session: Session, config: Config, user: User, process_key: str, data: 
     version = VERSIONS.get(session, version_id)
     if not may_start(user, version.meta):
         raise Forbidden(f"you may not start '{process_key}'", code="not_a_starter")
-    title = title or f"{version.name}（{user.name} {utcnow():%Y-%m-%d}）"
+    today = utcnow().astimezone(ZoneInfo(config.timezone))
+    title = title or f"{version.name}（{user.name} {today:%Y-%m-%d}）"
     instance = ProcessInstance(
         process_key=process_key, version_id=version_id, status="running", business_key=business_key,
         title=title[:300], region_code=user.region_code, enterprise_id=user.enterprise_id, initiator_id=user.id,
@@ -208,7 +210,9 @@ def terminate(session: Session, config: Config, user: User, instance_id: int, re
     inst.status, inst.ended_at, inst.next_timer_at = "terminated", utcnow(), None
     session.execute(update(HumanTask).where(HumanTask.instance_id == instance_id, HumanTask.state == "open")
                     .values(state="cancelled"))
-    session.execute(update(Job).where(Job.instance_id == instance_id, Job.status.in_(("pending", "queued", "failed")))
+    # A running job's result is then ignored: applying it checks the job is still "running".
+    session.execute(update(Job).where(Job.instance_id == instance_id,
+                                      Job.status.in_(("pending", "queued", "running", "waiting", "failed")))
                     .values(status="cancelled"))
     session.execute(delete(MessageSubscription).where(MessageSubscription.instance_id == instance_id))
     inst.active_elements = []

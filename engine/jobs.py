@@ -103,11 +103,10 @@ def _apply(db: Database, config: Config, job: dict, result) -> str:
                 step.save()
                 return "done"
             task.data[payload["result_variable"]] = result
-            task.complete()
             step.event("service_call_completed", task_id=job["task_id"], bpmn_id=payload["bpmn_id"],
                        task_name=task.task_spec.bpmn_name, operation=payload["operation"], result=result,
                        attempts=job["attempts"])
-            step.run()
+            step.run(task)  # completing a STARTED service task runs its postScript
             step.save()
             row.status, row.result, row.lease_until, row.updated_at = "done", result, None, clock.now()
             return "done"

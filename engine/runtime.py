@@ -13,6 +13,7 @@ import uuid
 from datetime import datetime
 
 from SpiffWorkflow.bpmn import BpmnWorkflow
+from SpiffWorkflow.exceptions import SpiffWorkflowException
 from SpiffWorkflow.util.task import TaskState
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session, undefer
@@ -23,7 +24,7 @@ from .bpmn.compact import compact
 from .bpmn.scripting import ScriptEngine
 from .bpmn.serializer import state_from_json, state_to_json
 from .config import Config
-from .errors import Conflict, NotFound
+from .errors import Conflict, NotFound, ScriptError
 from .models import HumanTask, Job, MessageSubscription, ProcessInstance, TaskCandidate, User, utcnow
 from .versions import VERSIONS, VersionRuntime
 
@@ -103,10 +104,22 @@ class Step:
             raise Conflict(f"the process instance is {self.instance.status}", code="instance_not_running",
                            status=self.instance.status)
 
-    def run(self) -> None:
-        """Fire due timers, then run engine steps until the workflow waits."""
-        self.workflow.refresh_timers()
-        self.workflow.do_engine_steps()
+    def run(self, task=None) -> None:
+        """Run ``task`` (a ready user task, or a STARTED service task to finish), then fire due timers
+        and run engine steps until the workflow waits.
+
+        The library's own errors (no gateway condition holds, multi-instance data of the wrong kind ...)
+        become a ScriptError naming the element, so callers roll back and report instead of crashing."""
+        try:
+            if task is not None:
+                task.complete() if task.state == TaskState.STARTED else task.run()
+            self.workflow.refresh_timers()
+            self.workflow.do_engine_steps()
+        except SpiffWorkflowException as exc:
+            spec = getattr(getattr(exc, "task", None), "task_spec", None) or getattr(exc, "task_spec", None)
+            element = getattr(spec, "bpmn_id", None) or getattr(spec, "name", None)
+            where = f" at '{element}'" if element else ""
+            raise ScriptError(f"the process cannot continue{where}: {exc}", task=element) from exc
 
     def event(self, kind: str, actor: User | None | object = _STEP_ACTOR, **kw) -> None:
         """Record an audit event; by default the step's actor, ``actor=None`` for the system itself."""

@@ -212,7 +212,6 @@ def complete(session: Session, config: Config, user: User, task_id: str, data: d
     task.state, task.completed_by_id, task.completed_at, task.opinion = "completed", user.id, utcnow(), opinion
     step.event("task_completed", task_id=task.id, bpmn_id=task.bpmn_id, task_name=task.name, opinion=opinion,
                changes=changes, loop_item=task.loop_item)
-    spiff_task.run()
-    step.run()
+    step.run(spiff_task)
     step.save()
     return step.instance

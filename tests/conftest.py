@@ -29,7 +29,8 @@ clock.install()
 
 
 def _worker() -> str:
-    return os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    """Unique per test process, so parallel runs on one PostgreSQL server never drop each other's databases."""
+    return f"{os.environ.get('PYTEST_XDIST_WORKER', 'main')}_{os.getpid()}"
 
 
 def _pg_exec(*statements: str) -> None:

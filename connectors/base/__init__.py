@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, ClassVar
 
 
@@ -36,6 +37,10 @@ class ConnectorContext(ABC):
 
     idempotency_key: str
     instance_id: int | None
+
+    @abstractmethod
+    def now(self) -> datetime:
+        """The platform's current time in its local time zone (Asia/Shanghai by default)."""
 
     @abstractmethod
     def next_number(self, sequence: str, year: int) -> int:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime
 
 from connectors.base import Connector, ConnectorContext, ConnectorError, Operation
 
@@ -36,6 +35,6 @@ class DocNumberConnector(Connector):
     def allocate(self, context: ConnectorContext, prefix: str, year: int | None = None) -> dict:
         if not isinstance(prefix, str) or not _PREFIX.match(prefix):
             raise ConnectorError(f"invalid document-number prefix {prefix!r}", retryable=False)
-        year = int(year or datetime.now().year)
+        year = int(year or context.now().year)  # the platform's clock and time zone, not the host's
         seq = context.next_number(prefix, year)
         return {"number": f"{prefix}〔{year}〕{seq}号", "year": year, "sequence": seq}

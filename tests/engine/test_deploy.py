@@ -66,7 +66,7 @@ def test_the_dispatch_bundle_validates_against_the_installed_connectors(dispatch
     assert meta["diagram"] == BPMN and meta["title_field"] == "title"
     assert meta["user_tasks"]["draft"].items() >= {"name": "拟稿", "form": "draft.schema.json",
                                                    "assignee": "initiator"}.items()
-    assert meta["user_tasks"]["distribute"]["candidates"] == 'group("office_clerks")'
+    assert meta["user_tasks"]["distribute"]["candidates"] == "group('office_clerks')"
 
 
 @pytest.mark.parametrize("folder", sorted(p.name for p in PROCESSES.iterdir() if (p / "process.json").is_file()))
@@ -180,7 +180,7 @@ def test_an_assignment_rule_that_does_not_parse(dispatch):
 
 
 def test_an_assignment_rule_with_an_unknown_term(dispatch):
-    bad = changed(dispatch, 'value=\'role("dept_head")\'', 'value=\'boss("dept_head")\'')
+    bad = changed(dispatch, "value=\"role('dept_head')\"", "value=\"boss('dept_head')\"")
     err = rejected(bad)
     assert_located(err, BPMN, line_of(bad.files[BPMN], "boss("), "sign_off")
     assert "unknown term" in err.message
@@ -291,7 +291,7 @@ def test_an_instance_keeps_its_version_after_a_new_deployment(db, config, user, 
         old = instances.start(s, config, clerk, "document_dispatch")
         v1_id = old.version_id
     # version 2 sends the review to someone else
-    v2_bundle = changed(dispatch, 'value=\'role("office_director", unit="BGS")\'', 'value=\'user("wang.fang")\'')
+    v2_bundle = changed(dispatch, "value=\"role('office_director', unit='BGS')\"", "value=\"user('wang.fang')\"")
     with db.transaction() as s:
         v2, created = deploy(s, v2_bundle, connectors=registry.operations())
         assert created and v2.id != v1_id
@@ -304,7 +304,7 @@ def test_an_instance_keeps_its_version_after_a_new_deployment(db, config, user, 
 
 def test_a_new_instance_uses_the_new_version(db, config, user, dispatch, registry):
     clerk = user("zhang.wei")
-    v2_bundle = changed(dispatch, 'value=\'role("office_director", unit="BGS")\'', 'value=\'user("wang.fang")\'')
+    v2_bundle = changed(dispatch, "value=\"role('office_director', unit='BGS')\"", "value=\"user('wang.fang')\"")
     with db.transaction() as s:
         v2, _ = deploy(s, v2_bundle, connectors=registry.operations())
         v2_id = v2.id
