@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ast
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import select
@@ -51,8 +52,9 @@ class Rule:
         return dict(self.kwargs).get(name, default)
 
 
+@lru_cache(maxsize=1024)
 def parse_rule(text: str) -> Rule:
-    """Parse a rule; raise AssignmentError with the position of the problem."""
+    """Parse a rule (cached: rules are immutable); raise AssignmentError with the position of the problem."""
     try:
         tree = ast.parse(text.strip(), mode="eval")
     except SyntaxError as exc:
