@@ -17,6 +17,7 @@ One user resolved = the task is assigned; several users or any group = candidate
 from __future__ import annotations
 
 import ast
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -113,23 +114,32 @@ def _node(node, text) -> Rule:
 class Resolution:
     users: list[int] = field(default_factory=list)
     groups: list[int] = field(default_factory=list)
+    names: dict[int, str] = field(default_factory=dict)  # display names of the users found
 
     def add_user(self, user: User | None):
         if user is not None and user.is_active and user.id not in self.users:
             self.users.append(user.id)
+            self.names[user.id] = user.name
 
     @property
     def empty(self) -> bool:
         return not self.users and not self.groups
 
 
-@dataclass
 class Context:
-    """What a rule may refer to."""
+    """What a rule may refer to. The initiator can be given, or loaded only if a rule asks for it."""
 
-    initiator: User | None
-    instance_region: str
-    data: dict[str, Any]
+    def __init__(self, initiator: User | None = None, instance_region: str = "", data: dict[str, Any] | None = None,
+                 load_initiator: Callable[[], User | None] | None = None):
+        self._initiator, self._load_initiator = initiator, load_initiator
+        self.instance_region = instance_region
+        self.data = data if data is not None else {}
+
+    @property
+    def initiator(self) -> User | None:
+        if self._initiator is None and self._load_initiator is not None:
+            self._initiator, self._load_initiator = self._load_initiator(), None
+        return self._initiator
 
 
 def resolve(session: Session, rule: Rule, ctx: Context, out: Resolution | None = None) -> Resolution:

@@ -4,7 +4,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from sqlalchemy import create_engine, event
+from sqlalchemy import create_engine, event, func, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -49,9 +49,11 @@ class Database:
         else:
             if url.startswith("postgresql://"):
                 url = "postgresql+psycopg://" + url[len("postgresql://"):]
-            self.read_engine = self.write_engine = create_engine(
-                url, pool_size=10, max_overflow=20, pool_pre_ping=True
-            )
+            # No pre-ping (a round trip per checkout): a connection broken by a server restart fails one
+            # request, and SQLAlchemy then discards the whole pool. Reads run in autocommit, so a read
+            # session costs no BEGIN/ROLLBACK round trips; writes use normal transactions.
+            self.write_engine = create_engine(url, pool_size=10, max_overflow=20, pool_recycle=3600)
+            self.read_engine = self.write_engine.execution_options(isolation_level="AUTOCOMMIT")
         self._read = sessionmaker(self.read_engine, expire_on_commit=False)
         self._write = sessionmaker(self.write_engine, expire_on_commit=False)
 
@@ -85,3 +87,14 @@ class Database:
         self.read_engine.dispose()
         if self.write_engine is not self.read_engine:
             self.write_engine.dispose()
+
+
+def page_of(session: Session, stmt, order, page: int, per_page: int):
+    """(items, total) in one query: the total rides along as a window count over the filtered rows."""
+    rows = session.execute(stmt.add_columns(func.count().over().label("total"))
+                           .order_by(*order).limit(per_page).offset((page - 1) * per_page)).all()
+    if rows:
+        return [row[0] for row in rows], rows[0].total
+    if page == 1:
+        return [], 0
+    return [], session.scalar(select(func.count()).select_from(stmt.subquery()))  # asked past the last page

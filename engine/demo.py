@@ -12,6 +12,7 @@ from .config import Config
 from .connectors import Registry
 from .deploy import bundle_from_dir, deploy
 from .models import Enterprise, Group, GroupMember, Region, Role, Unit, User, UserRole
+from .org import invalidate_regions
 
 REGIONS = [
     ("450000", "广西壮族自治区", None, 1),
@@ -97,6 +98,7 @@ def load_org(session: Session, password: str) -> dict[str, User]:
     session.flush()
     for user in users.values():
         session.expire(user, ["roles", "groups"])
+    invalidate_regions()
     return users
 
 

@@ -6,13 +6,13 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from SpiffWorkflow.util.task import TaskState
-from sqlalchemy import delete, exists, func, or_, select, update
+from sqlalchemy import delete, exists, or_, select, update
 from sqlalchemy.orm import Session
 
 from .config import Config
+from .db import page_of
 from .errors import Conflict, Forbidden, NotFound, ValidationFailed
 from .models import (
-    GroupMember,
     HumanTask,
     InstanceEvent,
     Job,
@@ -23,7 +23,7 @@ from .models import (
     User,
     utcnow,
 )
-from .org import Scope
+from .org import Scope, group_ids
 from .runtime import Step
 from .versions import VERSIONS, latest_version_id
 
@@ -80,7 +80,7 @@ def start(session: Session, config: Config, user: User, process_key: str, data: 
     instance = ProcessInstance(
         process_key=process_key, version_id=version_id, status="running", business_key=business_key,
         title=title[:300], region_code=user.region_code, enterprise_id=user.enterprise_id, initiator_id=user.id,
-        unit_id=user.unit_id, state="", completed_elements=[], active_elements=[],
+        unit_id=user.unit_id, state="", completed_elements=[], active_elements=[], waits_for_messages=False,
     )
     session.add(instance)
     session.flush()
@@ -98,9 +98,8 @@ def start(session: Session, config: Config, user: User, process_key: str, data: 
 
 def participates(session: Session, user: User, instance_id: int) -> bool:
     """True if the user initiated the instance or holds, is offered or completed one of its tasks."""
-    groups = select(GroupMember.group_id).where(GroupMember.user_id == user.id)
-    cand = exists().where(TaskCandidate.task_id == HumanTask.id,
-                          or_(TaskCandidate.user_id == user.id, TaskCandidate.group_id.in_(groups)))
+    cand = exists().where(TaskCandidate.task_id == HumanTask.id, or_(
+        TaskCandidate.user_id == user.id, TaskCandidate.group_id.in_(group_ids(session, user))))
     q = select(HumanTask.id).where(HumanTask.instance_id == instance_id, or_(
         HumanTask.assignee_id == user.id, HumanTask.completed_by_id == user.id, cand)).limit(1)
     return session.scalar(q) is not None
@@ -148,10 +147,7 @@ def query(session: Session, user: User, f: Filters, page: int = 1, per_page: int
         stmt = stmt.where(ProcessInstance.created_at >= f.created_from)
     if f.created_to:
         stmt = stmt.where(ProcessInstance.created_at < f.created_to)
-    total = session.scalar(select(func.count()).select_from(stmt.subquery()))
-    items = list(session.scalars(stmt.order_by(ProcessInstance.created_at.desc(), ProcessInstance.id.desc())
-                                 .limit(per_page).offset((page - 1) * per_page)))
-    return items, total
+    return page_of(session, stmt, (ProcessInstance.created_at.desc(), ProcessInstance.id.desc()), page, per_page)
 
 
 def history(session: Session, instance_id: int) -> list[InstanceEvent]:
@@ -215,6 +211,7 @@ def terminate(session: Session, config: Config, user: User, instance_id: int, re
                                       Job.status.in_(("pending", "queued", "running", "waiting", "failed")))
                     .values(status="cancelled"))
     session.execute(delete(MessageSubscription).where(MessageSubscription.instance_id == instance_id))
+    inst.waits_for_messages = False
     inst.active_elements = []
     step.event("terminated", opinion=reason or None)
     session.flush()

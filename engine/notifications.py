@@ -4,6 +4,7 @@ from __future__ import annotations
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from .db import page_of
 from .models import Notification, User, utcnow
 
 
@@ -23,10 +24,7 @@ def for_user(session: Session, user: User, unread_only: bool = False, page: int 
     stmt = select(Notification).where(Notification.user_id == user.id)
     if unread_only:
         stmt = stmt.where(Notification.read_at.is_(None))
-    total = session.scalar(select(func.count()).select_from(stmt.subquery()))
-    items = list(session.scalars(stmt.order_by(Notification.created_at.desc(), Notification.id.desc())
-                                 .limit(per_page).offset((page - 1) * per_page)))
-    return items, total
+    return page_of(session, stmt, (Notification.created_at.desc(), Notification.id.desc()), page, per_page)
 
 
 def unread_count(session: Session, user: User) -> int:

@@ -32,9 +32,12 @@ _STEP_ACTOR = object()
 TIMER_EVENTS = ("DurationTimerEventDefinition", "TimeDateEventDefinition", "CycleTimerEventDefinition")
 
 
-def lock_instance(session: Session, instance_id: int, skip_locked: bool = False) -> ProcessInstance | None:
-    """Load an instance for writing: row lock on PostgreSQL; on SQLite the IMMEDIATE transaction
-    already serialises writers and the version column catches anything stale."""
+def lock_instance(session: Session, instance_id: int | None, skip_locked: bool = False,
+                  task_id: str | None = None) -> ProcessInstance | None:
+    """Load an instance for writing (by its id, or by the id of one of its tasks): row lock on PostgreSQL;
+    on SQLite the IMMEDIATE transaction already serialises writers and the version column catches anything stale."""
+    if task_id is not None:
+        instance_id = select(HumanTask.instance_id).where(HumanTask.id == task_id).scalar_subquery()
     stmt = select(ProcessInstance).where(ProcessInstance.id == instance_id).options(undefer(ProcessInstance.state))
     if session.bind.dialect.name == "postgresql":
         stmt = stmt.with_for_update(skip_locked=skip_locked)
@@ -77,16 +80,18 @@ class Step:
         self.engine = script_engine(session, config)
         self.started = time.time()  # SpiffWorkflow stamps state changes with time.time()
         self.workflow: BpmnWorkflow | None = None
+        self._initiator: User | None = None
 
     @classmethod
-    def open(cls, session: Session, config: Config, instance_id: int, actor: User | None,
-             skip_locked: bool = False) -> Step | None:
-        """Lock and load an instance; None if skip_locked and someone else holds it."""
-        instance = lock_instance(session, instance_id, skip_locked)
+    def open(cls, session: Session, config: Config, instance_id: int | None, actor: User | None,
+             skip_locked: bool = False, task_id: str | None = None) -> Step | None:
+        """Lock and load an instance (or the instance of ``task_id``); None if skip_locked and someone
+        else holds it."""
+        instance = lock_instance(session, instance_id, skip_locked, task_id)
         if instance is None:
             if skip_locked:
                 return None
-            raise NotFound(f"process instance {instance_id} does not exist")
+            raise NotFound(f"process instance {instance_id or 'of task ' + str(task_id)} does not exist")
         step = cls(session, config, instance, actor)
         step.workflow = state_from_json(instance.state, step.version.spec, step.version.subprocess_specs,
                                         lambda: step.version.spec_json)
@@ -98,6 +103,13 @@ class Step:
         step = cls(session, config, instance, actor)
         step.workflow = BpmnWorkflow(step.version.spec, step.version.subprocess_specs, script_engine=step.engine)
         return step
+
+    @property
+    def initiator(self) -> User | None:
+        """The initiator, loaded once per step (the session's identity map holds objects only weakly)."""
+        if self._initiator is None and self.instance.initiator_id:
+            self._initiator = self.session.get(User, self.instance.initiator_id)
+        return self._initiator
 
     def require_running(self) -> None:
         if self.instance.status != "running":
@@ -127,7 +139,12 @@ class Step:
 
     # -- persistence ---------------------------------------------------------------------------
     def save(self) -> None:
-        """Write everything that follows from the workflow's new state."""
+        """Write everything that follows from the workflow's new state, in one flush at the end."""
+        with self.session.no_autoflush:
+            self._save()
+        self.session.flush()
+
+    def _save(self) -> None:
         wf, inst = self.workflow, self.instance
         self._track_elements()
         title_field = self.version.meta.get("title_field")
@@ -147,7 +164,6 @@ class Step:
         inst.next_timer_at = self._next_timer() if inst.status == "running" else None
         inst.state = state_to_json(wf)
         inst.updated_at = utcnow()
-        self.session.flush()
 
     def _latest_data(self) -> dict:
         task = self.workflow.last_task
@@ -171,12 +187,16 @@ class Step:
 
     def _sync_human_tasks(self) -> None:
         ready = {str(t.id): t for t in self.workflow.get_tasks(state=TaskState.READY, manual=True)}
+        # In-memory state wins: a row completed in this step (not flushed yet) is no longer open.
         open_rows = {h.id: h for h in self.session.scalars(select(HumanTask).where(
-            HumanTask.instance_id == self.instance.id, HumanTask.state == "open"))}
+            HumanTask.instance_id == self.instance.id, HumanTask.state == "open")) if h.state == "open"}
         for task_id, row in open_rows.items():
             if task_id not in ready:
                 row.state = "cancelled"
                 self.event("task_cancelled", actor=None, task_id=task_id, bpmn_id=row.bpmn_id, task_name=row.name)
+        closed = [task_id for task_id in open_rows if task_id not in ready]
+        if closed:  # candidates matter only while a task is open; the table stays small
+            self.session.execute(delete(TaskCandidate).where(TaskCandidate.task_id.in_(closed)))
         for task_id, task in ready.items():
             if task_id not in open_rows:
                 self._create_human_task(task)
@@ -198,49 +218,45 @@ class Step:
             name=spec.bpmn_name or spec.bpmn_id, form_key=info.get("form"), state="open",
             region_code=self.instance.region_code, enterprise_id=self.instance.enterprise_id, loop_item=loop_item,
         )
-        self.session.add(row)
-        initiator = self.session.get(User, self.instance.initiator_id) if self.instance.initiator_id else None
-        ctx = Context(initiator=initiator, instance_region=self.instance.region_code, data=task.data)
+        ctx = Context(instance_region=self.instance.region_code, data=task.data,
+                      load_initiator=lambda: self.initiator)
         assignee_rule, candidates_rule = info.get("assignee"), info.get("candidates")
         resolved = resolve(self.session, parse_rule(assignee_rule), ctx) if assignee_rule else None
         offered = resolve(self.session, parse_rule(candidates_rule), ctx) if candidates_rule else None
-        names = []
+        names, users, groups = [], [], []
         if resolved is not None and len(resolved.users) == 1 and not resolved.groups and offered is None:
             row.assignee_id = resolved.users[0]
-            names.append(self.session.get(User, row.assignee_id).name)
+            names.append(resolved.names[row.assignee_id])
         else:
             pool = [r for r in (resolved, offered) if r is not None]
-            users = {u for r in pool for u in r.users}
-            groups = {g for r in pool for g in r.groups}
-            self.session.flush()
-            for uid in sorted(users):
-                self.session.add(TaskCandidate(task_id=row.id, user_id=uid))
-            for gid in sorted(groups):
-                self.session.add(TaskCandidate(task_id=row.id, group_id=gid))
+            users = sorted({u for r in pool for u in r.users})
+            groups = sorted({g for r in pool for g in r.groups})
             if not users and not groups:
                 rule = " | ".join(r for r in (assignee_rule, candidates_rule) if r)
                 row.assignment_error = f"the assignment rule '{rule}' matched nobody"
+        self.session.add(row)
+        self.session.add_all([TaskCandidate(task_id=row.id, user_id=uid) for uid in users] +
+                             [TaskCandidate(task_id=row.id, group_id=gid) for gid in groups])
         self.event("task_created", actor=None, task_id=row.id, bpmn_id=row.bpmn_id, task_name=row.name,
-                   assignees=names, loop_item=loop_item, assignment_error=row.assignment_error)
+                   assignees=names, candidate_users=users, candidate_groups=groups, loop_item=loop_item,
+                   assignment_error=row.assignment_error)
 
     def _sync_subscriptions(self) -> None:
+        wanted = set()
+        if self.instance.status == "running":
+            for event in self.workflow.waiting_events():
+                if event.event_type != "MessageEventDefinition":
+                    continue
+                values = {}
+                for props in (event.correlations or {}).values():
+                    values.update(props)
+                wanted.add((event.name, correlation_key(values or {"business_key": self.instance.business_key})))
+        if not wanted and not self.instance.waits_for_messages:
+            return  # nothing stored, nothing to store: skip the DELETE
         self.session.execute(delete(MessageSubscription).where(MessageSubscription.instance_id == self.instance.id))
-        if self.instance.status != "running":
-            return
-        seen = set()
-        for event in self.workflow.waiting_events():
-            if event.event_type != "MessageEventDefinition":
-                continue
-            values = {}
-            for props in (event.correlations or {}).values():
-                values.update(props)
-            if not values:
-                values = {"business_key": self.instance.business_key}
-            key = (event.name, correlation_key(values))
-            if key not in seen:
-                seen.add(key)
-                self.session.add(MessageSubscription(instance_id=self.instance.id, message_name=key[0],
-                                                     correlation_key=key[1]))
+        self.session.add_all([MessageSubscription(instance_id=self.instance.id, message_name=name, correlation_key=key)
+                              for name, key in sorted(wanted)])
+        self.instance.waits_for_messages = bool(wanted)
 
     def _next_timer(self) -> datetime | None:
         due = []

@@ -5,28 +5,29 @@ from dataclasses import dataclass
 from uuid import UUID
 
 from SpiffWorkflow.util.task import TaskState
-from sqlalchemy import exists, func, or_, select
+from sqlalchemy import delete, exists, func, or_, select
 from sqlalchemy.orm import Session
 
 from . import files
 from .config import Config
+from .db import page_of
 from .errors import Conflict, Forbidden, NotFound, ValidationFailed
 from .forms import FieldError, Form, raise_for
-from .models import GroupMember, HumanTask, ProcessInstance, TaskCandidate, Unit, User, utcnow
-from .org import Scope
+from .models import HumanTask, ProcessInstance, TaskCandidate, Unit, User, utcnow
+from .org import Scope, group_ids
 from .runtime import Step, instance_data
 from .versions import VERSIONS
 
 SCOPES = ("mine", "group", "done", "unassigned")
 
 
-def _my_groups(user: User):
-    return select(GroupMember.group_id).where(GroupMember.user_id == user.id)
+def _offered_to(session: Session, user):
+    # A literal list of group ids lets the planner use both candidate indexes (a sub-select would not).
+    return or_(TaskCandidate.user_id == user.id, TaskCandidate.group_id.in_(group_ids(session, user)))
 
 
-def _candidate_clause(user: User):
-    return exists().where(TaskCandidate.task_id == HumanTask.id,
-                          or_(TaskCandidate.user_id == user.id, TaskCandidate.group_id.in_(_my_groups(user))))
+def _candidate_clause(session: Session, user):
+    return exists().where(TaskCandidate.task_id == HumanTask.id, _offered_to(session, user))
 
 
 def inbox(session: Session, user: User, scope: str = "mine", page: int = 1, per_page: int = 20):
@@ -36,7 +37,7 @@ def inbox(session: Session, user: User, scope: str = "mine", page: int = 1, per_
         order = (HumanTask.created_at.desc(),)
     elif scope == "group":
         stmt = select(HumanTask).where(HumanTask.state == "open", HumanTask.assignee_id.is_(None),
-                                       _candidate_clause(user))
+                                       _candidate_clause(session, user))
         order = (HumanTask.created_at.desc(),)
     elif scope == "done":
         stmt = select(HumanTask).where(HumanTask.completed_by_id == user.id)
@@ -48,9 +49,8 @@ def inbox(session: Session, user: User, scope: str = "mine", page: int = 1, per_
         order = (HumanTask.created_at.desc(),)
     else:
         raise ValidationFailed(f"unknown scope '{scope}'", errors={"scope": [{"code": "enum", "message": scope}]})
-    total = session.scalar(select(func.count()).select_from(stmt.subquery()))
-    items = list(session.scalars(stmt.order_by(*order, HumanTask.id).limit(per_page).offset((page - 1) * per_page)))
-    return items, total
+    return page_of(session, stmt, order + (HumanTask.id,), page, per_page)
+
 
 
 def counts(session: Session, user: User) -> dict[str, int]:
@@ -58,13 +58,12 @@ def counts(session: Session, user: User) -> dict[str, int]:
     mine = session.scalar(select(func.count()).select_from(HumanTask).where(
         HumanTask.assignee_id == user.id, HumanTask.state == "open"))
     group = session.scalar(select(func.count()).select_from(HumanTask).where(
-        HumanTask.state == "open", HumanTask.assignee_id.is_(None), _candidate_clause(user)))
+        HumanTask.state == "open", HumanTask.assignee_id.is_(None), _candidate_clause(session, user)))
     return {"mine": mine, "group": group}
 
 
 def is_candidate(session: Session, user: User, task: HumanTask) -> bool:
-    q = select(TaskCandidate.id).where(TaskCandidate.task_id == task.id, or_(
-        TaskCandidate.user_id == user.id, TaskCandidate.group_id.in_(_my_groups(user)))).limit(1)
+    q = select(TaskCandidate.id).where(TaskCandidate.task_id == task.id, _offered_to(session, user)).limit(1)
     return session.scalar(q) is not None
 
 
@@ -116,9 +115,12 @@ def view(session: Session, config: Config, user: User, task_id: str) -> TaskView
 
 
 def _lock_open_task(session: Session, config: Config, user: User, task_id: str) -> tuple[Step, HumanTask]:
+    # Lock the instance first, then read the task: what we read is what no one else can change now.
+    try:
+        step = Step.open(session, config, None, user, task_id=task_id)
+    except NotFound:
+        raise NotFound(f"task {task_id} not found") from None
     task = get(session, user, task_id)
-    step = Step.open(session, config, task.instance_id, user)
-    session.refresh(task)
     if task.state != "open":
         raise Conflict("this task has already been completed or cancelled", code="task_closed", state=task.state)
     step.require_running()
@@ -209,6 +211,8 @@ def complete(session: Session, config: Config, user: User, task_id: str, data: d
                  task.instance_id)
     if task.assignee_id is None:
         task.assignee_id, task.claimed_at = user.id, utcnow()
+    if task.claimed_at is not None:  # a claimed pool task: its candidates are no longer needed
+        session.execute(delete(TaskCandidate).where(TaskCandidate.task_id == task.id))
     task.state, task.completed_by_id, task.completed_at, task.opinion = "completed", user.id, utcnow(), opinion
     step.event("task_completed", task_id=task.id, bpmn_id=task.bpmn_id, task_name=task.name, opinion=opinion,
                changes=changes, loop_item=task.loop_item)

@@ -18,6 +18,7 @@ from engine.connectors import Registry
 from engine.db import Database
 from engine.demo import deploy_all, load_org
 from engine.models import User
+from engine.org import invalidate_regions
 from engine.versions import VERSIONS
 
 DEMO_PASSWORD = "Demo2026x"
@@ -88,6 +89,7 @@ def config(seed, tmp_path):
         url = f"sqlite:///{path}"
     VERSIONS.clear()
     calendar.invalidate()
+    invalidate_regions()
     return Config.from_env({}, database_url=url, instance_path=tmp_path, secret_key="test-secret-key",
                            job_backoff_seconds=0.01)
 

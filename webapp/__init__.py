@@ -1,7 +1,10 @@
 """emflow web app: the app factory. One blueprint per area; the REST API under /api/v1."""
 from __future__ import annotations
 
+from datetime import date, datetime
+
 from flask import Flask, g, redirect, url_for
+from flask.json.provider import DefaultJSONProvider
 from flask_babel import Babel
 from flask_wtf.csrf import CSRFProtect
 
@@ -17,6 +20,18 @@ csrf = CSRFProtect()
 CSP = ("default-src 'self'; img-src 'self' data: blob:; style-src 'self' 'unsafe-inline'; "
        "script-src 'self'; font-src 'self' data:; object-src 'none'; frame-ancestors 'none'; base-uri 'self'; "
        "form-action 'self'")
+
+
+class IsoJSONProvider(DefaultJSONProvider):
+    """JSON with ISO 8601 dates (Flask's default writes HTTP dates), and Chinese text unescaped."""
+
+    ensure_ascii = False
+
+    @staticmethod
+    def default(o):
+        if isinstance(o, (datetime, date)):
+            return o.isoformat()
+        return DefaultJSONProvider.default(o)
 
 
 def create_app(config: Config | None = None, *, start_background: bool = False, overrides: dict | None = None,
@@ -38,10 +53,9 @@ def create_app(config: Config | None = None, *, start_background: bool = False, 
         OPENAPI_VERSION="3.0.3",
         OPENAPI_URL_PREFIX="/api/v1",
         OPENAPI_JSON_PATH="openapi.json",
-        JSON_AS_ASCII=False,
     )
     app.config.update(overrides or {})
-    app.json.ensure_ascii = False
+    app.json = IsoJSONProvider(app)
     platform = platform or Platform(config)
     init_app(app, platform)
     babel.init_app(app, locale_selector=i18n.select_locale)

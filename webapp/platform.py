@@ -12,6 +12,7 @@ from engine.config import Config
 from engine.connectors import Registry
 from engine.db import Database
 from engine.jobs import EmbeddedRunner
+from engine.org import PrincipalCache
 
 
 class Platform:
@@ -21,6 +22,7 @@ class Platform:
         self.db = Database(config)
         self.registry = registry or Registry.discover()
         self.runner = EmbeddedRunner(self.db, config, self.registry) if config.embedded else None
+        self.principals = PrincipalCache()
 
     def start_background(self) -> None:
         """Embedded mode: run the job workers and the timer scheduler as threads of this process."""

@@ -9,6 +9,7 @@ from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
 from engine.errors import AuthenticationFailed
 from engine.models import User
+from engine.org import Principal
 
 from .platform import platform
 
@@ -21,8 +22,8 @@ def issue_token(user: User) -> str:
     return _serializer().dumps({"u": user.id, "v": user.token_version})
 
 
-def user_from_token(token: str) -> User:
-    """The user a bearer token belongs to; AuthenticationFailed if it is invalid, expired or revoked."""
+def user_from_token(token: str) -> Principal:
+    """The principal a bearer token belongs to; AuthenticationFailed if it is invalid, expired or revoked."""
     try:
         data = _serializer().loads(token, max_age=platform().config.token_ttl_seconds)
     except SignatureExpired:
@@ -30,11 +31,10 @@ def user_from_token(token: str) -> User:
     except BadSignature:
         raise AuthenticationFailed("the token is not valid", code="token_invalid") from None
     with platform().db.session() as s:
-        user = s.get(User, data.get("u"))
-        if user is None or not user.is_active or user.token_version != data.get("v"):
-            raise AuthenticationFailed("the token is no longer valid", code="token_revoked")
-        _ = user.roles, user.groups, user.unit  # load before the session closes
-        return user
+        principal = platform().principals.load(s, data.get("u"), data.get("v"))
+    if principal is None:
+        raise AuthenticationFailed("the token is no longer valid", code="token_revoked")
+    return principal
 
 
 def start_session(user: User) -> None:
@@ -59,12 +59,11 @@ def load_session_user() -> None:
         session["expired"] = True  # the login page says why
         return
     with platform().db.session() as s:
-        user = s.get(User, uid)
-        if user is None or not user.is_active or user.token_version != session.get("tv"):
-            session.clear()
-            return
-        _ = user.roles, user.groups, user.unit
-    g.user = user
+        principal = platform().principals.load(s, uid, session.get("tv"))
+    if principal is None:
+        session.clear()
+        return
+    g.user = principal
     if now - int(session.get("seen", 0)) > 30:  # avoid rewriting the cookie on every request
         session["seen"] = now
 

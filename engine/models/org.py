@@ -62,8 +62,8 @@ class User(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
     unit: Mapped[Unit | None] = relationship(foreign_keys=[unit_id], lazy="joined")
-    roles: Mapped[list[Role]] = relationship(secondary="user_role", lazy="selectin")
-    groups: Mapped[list[Group]] = relationship(secondary="group_member", lazy="selectin")
+    roles: Mapped[list[Role]] = relationship(secondary="user_role")
+    groups: Mapped[list[Group]] = relationship(secondary="group_member")
 
     @property
     def is_enterprise(self) -> bool:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint, false
 from sqlalchemy.orm import Mapped, deferred, mapped_column
 
 from .base import Base, JSONType, UTCDateTime, utcnow
@@ -66,6 +66,8 @@ class ProcessInstance(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # True while subscription rows exist, so a step with nothing to subscribe skips their DELETE.
+    waits_for_messages: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     completed_elements: Mapped[list] = mapped_column(JSONType, default=list)
     active_elements: Mapped[list] = mapped_column(JSONType, default=list)
 

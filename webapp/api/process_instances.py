@@ -17,13 +17,8 @@ PREFIX = "/process-instances"
 blp = Blueprint("api_instances", __name__, description="Process instances")
 
 
-def _version_no(session, version_id: int) -> int:
-    return session.scalar(select(ProcessVersion.version).where(ProcessVersion.id == version_id))
-
-
 def _detail(session, inst: ProcessInstance) -> dict:
-    body = serial.instance_out(session, inst, _version_no(session, inst.version_id))
-    body["tasks"] = serial.tasks_out(session, instances.active_tasks(session, inst.id))
+    body = serial.instance_summary(session, inst)
     body["history"] = instances.history(session, inst.id)
     body["completed_elements"], body["active_elements"] = inst.completed_elements, inst.active_elements
     body["data"] = instance_data(session, inst)

@@ -111,8 +111,11 @@ class InstanceOut(ma.Schema):
     error = f.String(allow_none=True)
 
 
-class InstanceDetail(InstanceOut):
+class InstanceSummary(InstanceOut):
     tasks = f.List(f.Nested(TaskOut))
+
+
+class InstanceDetail(InstanceSummary):
     history = f.List(f.Nested(EventOut))
     data = f.Dict()
     completed_elements = f.List(f.String())

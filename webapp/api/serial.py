@@ -5,21 +5,24 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from engine.models import Group, HumanTask, ProcessInstance, TaskCandidate, User
+from engine.versions import VERSIONS
 
 
 def page(items, total: int, page_no: int, per_page: int) -> dict:
     return {"items": items, "page": page_no, "per_page": per_page, "total": total}
 
 
-def tasks_out(session: Session, rows: list[HumanTask]) -> list[dict]:
-    ids = [t.id for t in rows]
+def tasks_out(session: Session, rows: list[HumanTask], known: dict[int, str] | None = None) -> list[dict]:
+    """Tasks as API dicts; ``known`` maps user ids to usernames already at hand (e.g. the caller)."""
+    ids = [t.id for t in rows if t.state == "open" and t.assignee_id is None]  # only those can have candidates
     cands = session.execute(select(TaskCandidate.task_id, User.username, Group.code)
                             .outerjoin(User, User.id == TaskCandidate.user_id)
                             .outerjoin(Group, Group.id == TaskCandidate.group_id)
                             .where(TaskCandidate.task_id.in_(ids))).all() if ids else []
-    user_ids = {t.assignee_id for t in rows} | {t.completed_by_id for t in rows}
-    names = dict(session.execute(select(User.id, User.username).where(User.id.in_(user_ids - {None}))).all()) \
-        if user_ids - {None} else {}
+    names = dict(known or {})
+    missing = ({t.assignee_id for t in rows} | {t.completed_by_id for t in rows}) - set(names) - {None}
+    if missing:
+        names.update(session.execute(select(User.id, User.username).where(User.id.in_(missing))).all())
     out = []
     for t in rows:
         out.append({
@@ -34,11 +37,24 @@ def tasks_out(session: Session, rows: list[HumanTask]) -> list[dict]:
     return out
 
 
-def instance_out(session: Session, inst: ProcessInstance, version: int) -> dict:
-    initiator = session.scalar(select(User.username).where(User.id == inst.initiator_id)) if inst.initiator_id else None
+def instance_out(session: Session, inst: ProcessInstance, version: int | None = None) -> dict:
+    """An instance's summary fields; the version number comes from the version cache unless given."""
+    if version is None:
+        version = VERSIONS.get(session, inst.version_id).version
+    initiator = session.get(User, inst.initiator_id).username if inst.initiator_id else None
     return {
         "id": inst.id, "process_key": inst.process_key, "version": version, "status": inst.status,
         "business_key": inst.business_key, "title": inst.title, "region_code": inst.region_code,
         "initiator": initiator, "created_at": inst.created_at, "updated_at": inst.updated_at,
         "ended_at": inst.ended_at, "error": inst.error,
     }
+
+
+def instance_summary(session: Session, inst: ProcessInstance) -> dict:
+    """An instance with its open tasks: what a client needs after acting on it (history is a GET away)."""
+    body = instance_out(session, inst)
+    rows = session.execute(select(HumanTask, User.id, User.username).outerjoin(User, User.id == HumanTask.assignee_id)
+                           .where(HumanTask.instance_id == inst.id, HumanTask.state == "open")
+                           .order_by(HumanTask.created_at)).all()
+    body["tasks"] = tasks_out(session, [r[0] for r in rows], known={uid: name for _, uid, name in rows if uid})
+    return body

@@ -1,14 +1,14 @@
 """Tasks: the inbox, one task with its form, claim/unclaim/complete/assign."""
 from __future__ import annotations
 
-from flask import g
+from flask import g, jsonify
 from flask_smorest import Blueprint
 
 from engine import tasks
 
 from ..platform import platform
 from . import serial
-from .schemas import AssignRequest, CompleteRequest, InstanceDetail, TaskArgs, TaskDetail, TaskOut, paged
+from .schemas import AssignRequest, CompleteRequest, InstanceSummary, TaskArgs, TaskDetail, TaskOut, paged
 
 PREFIX = "/tasks"
 blp = Blueprint("api_tasks", __name__, description="Human tasks")
@@ -21,7 +21,8 @@ def inbox(args):
     """scope=mine (assigned to me), group (offered to me to claim), done (I completed), unassigned (admins)."""
     with platform().db.session() as s:
         items, total = tasks.inbox(s, g.user, args["scope"], args["page"], args["per_page"])
-        return serial.page(serial.tasks_out(s, items), total, args["page"], args["per_page"])
+        body = serial.tasks_out(s, items, known={g.user.id: g.user.username})
+        return jsonify(serial.page(body, total, args["page"], args["per_page"]))
 
 
 @blp.route("/<task_id>", methods=["GET"])
@@ -55,14 +56,13 @@ def unclaim(task_id: str):
 
 @blp.route("/<task_id>/complete", methods=["POST"])
 @blp.arguments(CompleteRequest)
-@blp.response(200, InstanceDetail)
+@blp.response(200, InstanceSummary)
 def complete(body, task_id: str):
-    """Complete a task with form data: 422 with per-field messages if invalid, 409 if no longer open."""
-    from .process_instances import _detail
-
+    """Complete a task with form data; returns the instance and its open tasks.
+    422 with per-field messages if the data is invalid, 409 if the task is no longer open."""
     with platform().db.transaction() as s:
         inst = tasks.complete(s, platform().config, g.user, task_id, body["data"])
-        return _detail(s, inst)
+        return jsonify(serial.instance_summary(s, inst))  # already JSON-shaped: skip the schema dump
 
 
 @blp.route("/<task_id>/assign", methods=["POST"])

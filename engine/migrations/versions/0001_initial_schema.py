@@ -210,6 +210,7 @@ def upgrade():
     sa.Column('created_at', engine.models.base.UTCDateTime(timezone=True), nullable=False),
     sa.Column('updated_at', engine.models.base.UTCDateTime(timezone=True), nullable=False),
     sa.Column('ended_at', engine.models.base.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('waits_for_messages', sa.Boolean(), server_default=sa.false(), nullable=False),
     sa.Column('completed_elements', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=False),
     sa.Column('active_elements', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=False),
     sa.ForeignKeyConstraint(['enterprise_id'], ['enterprise.id'], name=op.f('fk_process_instance_enterprise_id_enterprise')),
