@@ -39,10 +39,16 @@ def check_policy(password: str) -> None:
                                                      "message": "at least 8 characters, letters and digits"}]})
 
 
+def revoke_tokens(user: User) -> None:
+    """Invalidate the user's signed API tokens and sessions (servers notice within seconds)."""
+    user.token_version += 1
+    user.token_changed_at = utcnow()
+
+
 def set_password(user: User, password: str) -> None:
     check_policy(password)
     user.password_hash = hash_password(password)
-    user.token_version += 1
+    revoke_tokens(user)
     user.failed_logins, user.locked_until = 0, None
 
 

@@ -47,6 +47,7 @@ class Config:
     lockout_minutes: int = 15
     session_idle_minutes: int = 30
     token_ttl_seconds: int = 8 * 3600
+    token_revocation_poll_seconds: float = 2.0
     job_max_attempts: int = 5
     job_backoff_seconds: float = 2.0
     job_lease_seconds: int = 300

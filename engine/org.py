@@ -3,12 +3,13 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from datetime import timedelta
 
 from sqlalchemy import ColumnElement, false, literal, null, or_, select, true, type_coerce, union_all
 from sqlalchemy.orm import Session
 
-from .models import GroupMember, Region, Role, Unit, User, UserRole
+from .models import GroupMember, Region, Role, Unit, User, UserRole, utcnow
 from .models.base import JSONType
 
 
@@ -41,6 +42,17 @@ class Principal:
     def can(self, permission: str) -> bool:
         return self.is_superuser or permission in self.permissions
 
+    def to_claims(self) -> dict:
+        """A JSON-safe form, for signed tokens."""
+        claims = asdict(self)
+        claims.update(roles=sorted(self.roles), permissions=sorted(self.permissions), group_ids=list(self.group_ids))
+        return claims
+
+    @classmethod
+    def from_claims(cls, claims: dict) -> Principal:
+        return cls(**{**claims, "roles": frozenset(claims["roles"]), "permissions": frozenset(claims["permissions"]),
+                      "group_ids": tuple(claims["group_ids"])})
+
 
 class PrincipalCache:
     """Principals by (user id, token version). Every request still reads the user's row, so a password
@@ -69,6 +81,41 @@ class PrincipalCache:
                 self._items.clear()
             self._items[key] = (now + self.ttl, principal)
         return principal
+
+
+class RevocationWatch:
+    """Which users' signed tokens are no longer valid, learnt by polling ``user.token_changed_at``.
+
+    Signed API tokens carry their principal, so a request needs no database read to authenticate; this
+    watch reads the users whose token version or active flag changed since the last poll, at most every
+    ``interval`` seconds per process, so a revoked token stops working within that time."""
+
+    def __init__(self, token_ttl: float, interval: float = 2.0):
+        self.interval = interval
+        self._since = utcnow() - timedelta(seconds=token_ttl)
+        self._next_poll = 0.0
+        self._current: dict[int, tuple[int, bool]] = {}
+        self._lock = threading.Lock()
+
+    def revoked(self, read_session, user_id: int, token_version: int) -> bool:
+        """True if the user's tokens of this version were revoked; ``read_session`` opens a session to poll."""
+        now = time.monotonic()
+        if now >= self._next_poll:
+            with self._lock:
+                if now >= self._next_poll:
+                    self._poll(read_session)
+                    self._next_poll = now + self.interval
+        state = self._current.get(user_id)
+        return state is not None and (state[0] != token_version or not state[1])
+
+    def _poll(self, read_session) -> None:
+        started = utcnow()
+        with read_session() as s:
+            rows = s.execute(select(User.id, User.token_version, User.is_active)
+                             .where(User.token_changed_at >= self._since - timedelta(seconds=5))).all()
+        for uid, version, active in rows:
+            self._current[uid] = (version, active)
+        self._since = started
 
 
 def principal_of(session: Session, user_id: int) -> Principal | None:

@@ -33,15 +33,25 @@ TIMER_EVENTS = ("DurationTimerEventDefinition", "TimeDateEventDefinition", "Cycl
 
 
 def lock_instance(session: Session, instance_id: int | None, skip_locked: bool = False,
-                  task_id: str | None = None) -> ProcessInstance | None:
-    """Load an instance for writing (by its id, or by the id of one of its tasks): row lock on PostgreSQL;
-    on SQLite the IMMEDIATE transaction already serialises writers and the version column catches anything stale."""
+                  task_id: str | None = None):
+    """Load an instance for writing: row lock on PostgreSQL; on SQLite the IMMEDIATE transaction already
+    serialises writers and the version column catches anything stale.
+
+    With ``task_id`` the instance is found through its task, and (instance, task) is returned, both
+    locked: a concurrent writer's changes to either are seen once the lock is ours."""
     if task_id is not None:
-        instance_id = select(HumanTask.instance_id).where(HumanTask.id == task_id).scalar_subquery()
-    stmt = select(ProcessInstance).where(ProcessInstance.id == instance_id).options(undefer(ProcessInstance.state))
+        stmt = (select(ProcessInstance, HumanTask).join(HumanTask, HumanTask.instance_id == ProcessInstance.id)
+                .where(HumanTask.id == task_id))
+    else:
+        stmt = select(ProcessInstance).where(ProcessInstance.id == instance_id)
+    stmt = stmt.options(undefer(ProcessInstance.state))
     if session.bind.dialect.name == "postgresql":
-        stmt = stmt.with_for_update(skip_locked=skip_locked)
-    return session.scalars(stmt.execution_options(populate_existing=True)).first()
+        stmt = stmt.with_for_update(skip_locked=skip_locked,
+                                    of=(ProcessInstance, HumanTask) if task_id is not None else None)
+    result = session.execute(stmt.execution_options(populate_existing=True)).first()
+    if task_id is not None:
+        return tuple(result) if result is not None else None
+    return result[0] if result is not None else None
 
 
 def correlation_key(values: dict) -> str:
@@ -81,21 +91,30 @@ class Step:
         self.started = time.time()  # SpiffWorkflow stamps state changes with time.time()
         self.workflow: BpmnWorkflow | None = None
         self._initiator: User | None = None
+        self.task_row: HumanTask | None = None  # the task the step was opened through, if any
+        # Human tasks open when the step began (their rows exist) and those the caller closed itself:
+        # comparing them with the READY tasks afterwards tells which rows to create or cancel, no query needed.
+        self.open_before: dict[str, tuple[str, str]] = {}
+        self.closed_by_caller: set[str] = set()
 
     @classmethod
     def open(cls, session: Session, config: Config, instance_id: int | None, actor: User | None,
              skip_locked: bool = False, task_id: str | None = None) -> Step | None:
         """Lock and load an instance (or the instance of ``task_id``); None if skip_locked and someone
         else holds it."""
-        instance = lock_instance(session, instance_id, skip_locked, task_id)
-        if instance is None:
+        found = lock_instance(session, instance_id, skip_locked, task_id)
+        if found is None:
             if skip_locked:
                 return None
             raise NotFound(f"process instance {instance_id or 'of task ' + str(task_id)} does not exist")
+        instance, task_row = found if task_id is not None else (found, None)
         step = cls(session, config, instance, actor)
+        step.task_row = task_row
         step.workflow = state_from_json(instance.state, step.version.spec, step.version.subprocess_specs,
                                         lambda: step.version.spec_json)
         step.workflow.script_engine = step.engine
+        step.open_before = {str(t.id): (t.task_spec.bpmn_id, t.task_spec.bpmn_name or t.task_spec.bpmn_id)
+                            for t in step.workflow.get_tasks(state=TaskState.READY, manual=True)}
         return step
 
     @classmethod
@@ -187,23 +206,18 @@ class Step:
 
     def _sync_human_tasks(self) -> None:
         ready = {str(t.id): t for t in self.workflow.get_tasks(state=TaskState.READY, manual=True)}
-        # In-memory state wins: a row completed in this step (not flushed yet) is no longer open.
-        open_rows = {h.id: h for h in self.session.scalars(select(HumanTask).where(
-            HumanTask.instance_id == self.instance.id, HumanTask.state == "open")) if h.state == "open"}
-        for task_id, row in open_rows.items():
-            if task_id not in ready:
-                row.state = "cancelled"
-                self.event("task_cancelled", actor=None, task_id=task_id, bpmn_id=row.bpmn_id, task_name=row.name)
-        closed = [task_id for task_id in open_rows if task_id not in ready]
-        if closed:  # candidates matter only while a task is open; the table stays small
-            self.session.execute(delete(TaskCandidate).where(TaskCandidate.task_id.in_(closed)))
+        cancelled = [tid for tid in self.open_before if tid not in ready and tid not in self.closed_by_caller]
+        if cancelled:  # e.g. the other instances of an or-sign, or a task behind an interrupting timer
+            self.session.execute(update(HumanTask).where(HumanTask.id.in_(cancelled), HumanTask.state == "open")
+                                 .values(state="cancelled"))
+            for task_id in cancelled:
+                bpmn_id, name = self.open_before[task_id]
+                self.event("task_cancelled", actor=None, task_id=task_id, bpmn_id=bpmn_id, task_name=name)
+            # Candidates matter only while a task is open; the table stays small.
+            self.session.execute(delete(TaskCandidate).where(TaskCandidate.task_id.in_(cancelled)))
         for task_id, task in ready.items():
-            if task_id not in open_rows:
+            if task_id not in self.open_before:
                 self._create_human_task(task)
-        if self.instance.status != "running" and open_rows:
-            for row in open_rows.values():
-                if row.state == "open":
-                    row.state = "cancelled"
 
     def _create_human_task(self, task) -> None:
         spec = task.task_spec

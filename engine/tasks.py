@@ -115,12 +115,14 @@ def view(session: Session, config: Config, user: User, task_id: str) -> TaskView
 
 
 def _lock_open_task(session: Session, config: Config, user: User, task_id: str) -> tuple[Step, HumanTask]:
-    # Lock the instance first, then read the task: what we read is what no one else can change now.
+    # The instance and the task are read locked: what we read is what no one else can change now.
     try:
         step = Step.open(session, config, None, user, task_id=task_id)
     except NotFound:
         raise NotFound(f"task {task_id} not found") from None
-    task = get(session, user, task_id)
+    task = step.task_row
+    if not _visible(session, user, task):
+        raise NotFound(f"task {task_id} not found")
     if task.state != "open":
         raise Conflict("this task has already been completed or cancelled", code="task_closed", state=task.state)
     step.require_running()
@@ -211,6 +213,7 @@ def complete(session: Session, config: Config, user: User, task_id: str, data: d
                  task.instance_id)
     if task.assignee_id is None:
         task.assignee_id, task.claimed_at = user.id, utcnow()
+    step.closed_by_caller.add(task.id)
     if task.claimed_at is not None:  # a claimed pool task: its candidates are no longer needed
         session.execute(delete(TaskCandidate).where(TaskCandidate.task_id == task.id))
     task.state, task.completed_by_id, task.completed_at, task.opinion = "completed", user.id, utcnow(), opinion

@@ -12,7 +12,7 @@ from engine.config import Config
 from engine.connectors import Registry
 from engine.db import Database
 from engine.jobs import EmbeddedRunner
-from engine.org import PrincipalCache
+from engine.org import PrincipalCache, RevocationWatch
 
 
 class Platform:
@@ -23,6 +23,8 @@ class Platform:
         self.registry = registry or Registry.discover()
         self.runner = EmbeddedRunner(self.db, config, self.registry) if config.embedded else None
         self.principals = PrincipalCache()
+        self.usernames: dict[int, str] = {}  # usernames never change: remembered for the response bodies
+        self.revocations = RevocationWatch(config.token_ttl_seconds, config.token_revocation_poll_seconds)
 
     def start_background(self) -> None:
         """Embedded mode: run the job workers and the timer scheduler as threads of this process."""

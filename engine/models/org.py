@@ -59,6 +59,8 @@ class User(Base):
     failed_logins: Mapped[int] = mapped_column(Integer, default=0)
     locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
     token_version: Mapped[int] = mapped_column(Integer, default=0)
+    # When token_version or is_active last changed: servers poll this to revoke signed tokens quickly.
+    token_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
     unit: Mapped[Unit | None] = relationship(foreign_keys=[unit_id], lazy="joined")

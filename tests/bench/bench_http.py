@@ -128,6 +128,7 @@ def prepare(args, tmp: Path) -> dict:
 
     # Tokens: emflow's own issue_token (the bare app checks the same signature).
     from engine.models import User
+    from engine.org import principal_of
     from webapp import create_app
     from webapp.security import issue_token
 
@@ -135,8 +136,8 @@ def prepare(args, tmp: Path) -> dict:
     app = create_app(app_config)
     with app.app_context():
         with app.extensions["emflow"].db.session() as s:
-            users = list(s.scalars(select(User).where(User.id.between(first, last))))
-            tokens = {u.id: issue_token(u) for u in users}
+            ids = list(s.scalars(select(User.id).where(User.id.between(first, last))))
+            tokens = {uid: issue_token(principal_of(s, uid)) for uid in ids}
         app.extensions["emflow"].db.dispose()
 
     warm_e = min(len(emflow_tasks) // 5, 400)

@@ -200,3 +200,33 @@ def test_notifications_and_connectors(client, api):
     connectors = client.get("/api/v1/connectors", headers=h).get_json()
     names = {c["name"]: c for c in connectors}
     assert "Allocate" in names["docnumber"]["operations"] and "RemindAssignees" in names["notify"]["operations"]
+
+
+def test_password_change_revokes_tokens(client, api, db, app):
+    from sqlalchemy import select
+
+    from engine.auth import set_password
+    from engine.models import User
+
+    app.extensions["emflow"].revocations.interval = 0  # poll on every request in this test
+    headers = api("li.na")
+    assert client.get("/api/v1/tasks", headers=headers).status_code == 200
+    with db.transaction() as s:
+        set_password(s.scalar(select(User).where(User.username == "li.na")), "NewPassw0rd")
+    response = client.get("/api/v1/tasks", headers=headers)
+    assert response.status_code == 401 and response.get_json()["code"] == "token_revoked"
+
+
+def test_a_deactivated_user_loses_api_access(client, api, db, app):
+    from sqlalchemy import select
+
+    from engine.auth import revoke_tokens
+    from engine.models import User
+
+    app.extensions["emflow"].revocations.interval = 0
+    headers = api("wang.fang")
+    with db.transaction() as s:
+        user = s.scalar(select(User).where(User.username == "wang.fang"))
+        user.is_active = False
+        revoke_tokens(user)
+    assert client.get("/api/v1/tasks", headers=headers).status_code == 401

@@ -7,6 +7,17 @@ from sqlalchemy.orm import Session
 from engine.models import Group, HumanTask, ProcessInstance, TaskCandidate, User
 from engine.versions import VERSIONS
 
+from ..platform import platform
+
+
+def username_of(session: Session, user_id: int) -> str:
+    """Usernames never change once created, so the app remembers them."""
+    known = platform().usernames
+    name = known.get(user_id)
+    if name is None:
+        name = known[user_id] = session.scalar(select(User.username).where(User.id == user_id))
+    return name
+
 
 def page(items, total: int, page_no: int, per_page: int) -> dict:
     return {"items": items, "page": page_no, "per_page": per_page, "total": total}
@@ -41,7 +52,7 @@ def instance_out(session: Session, inst: ProcessInstance, version: int | None = 
     """An instance's summary fields; the version number comes from the version cache unless given."""
     if version is None:
         version = VERSIONS.get(session, inst.version_id).version
-    initiator = session.get(User, inst.initiator_id).username if inst.initiator_id else None
+    initiator = username_of(session, inst.initiator_id) if inst.initiator_id else None
     return {
         "id": inst.id, "process_key": inst.process_key, "version": version, "status": inst.status,
         "business_key": inst.business_key, "title": inst.title, "region_code": inst.region_code,

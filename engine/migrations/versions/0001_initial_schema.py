@@ -126,6 +126,7 @@ def upgrade():
     sa.Column('failed_logins', sa.Integer(), nullable=False),
     sa.Column('locked_until', engine.models.base.UTCDateTime(timezone=True), nullable=True),
     sa.Column('token_version', sa.Integer(), nullable=False),
+    sa.Column('token_changed_at', engine.models.base.UTCDateTime(timezone=True), nullable=True),
     sa.Column('created_at', engine.models.base.UTCDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['enterprise_id'], ['enterprise.id'], name=op.f('fk_user_enterprise_id_enterprise')),
     sa.ForeignKeyConstraint(['region_code'], ['region.code'], name=op.f('fk_user_region_code_region')),
@@ -134,6 +135,7 @@ def upgrade():
     sa.UniqueConstraint('username', name=op.f('uq_user_username'))
     )
     with op.batch_alter_table('user', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_user_token_changed_at'), ['token_changed_at'], unique=False)
         batch_op.create_index(batch_op.f('ix_user_enterprise_id'), ['enterprise_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_user_region_code'), ['region_code'], unique=False)
         batch_op.create_index(batch_op.f('ix_user_unit_id'), ['unit_id'], unique=False)
@@ -429,6 +431,7 @@ def downgrade():
 
     op.drop_table('group_member')
     with op.batch_alter_table('user', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_user_token_changed_at'))
         batch_op.drop_index(batch_op.f('ix_user_unit_id'))
         batch_op.drop_index(batch_op.f('ix_user_region_code'))
         batch_op.drop_index(batch_op.f('ix_user_enterprise_id'))
