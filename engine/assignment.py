@@ -161,14 +161,15 @@ def resolve(session: Session, rule: Rule, ctx: Context, out: Resolution | None =
         if gid is not None and gid not in out.groups:
             out.groups.append(gid)
     elif kind == "role":
-        stmt = (select(User).join(UserRole, UserRole.user_id == User.id).join(Role, Role.id == UserRole.role_id)
-                .where(Role.code == rule.args[0], User.is_active.is_(True)))
+        # Plain columns, not User objects: a role can hold many people and this runs on every task created.
+        stmt = (select(User.id, User.name, User.is_active).join(UserRole, UserRole.user_id == User.id)
+                .join(Role, Role.id == UserRole.role_id).where(Role.code == rule.args[0], User.is_active.is_(True)))
         unit, region = rule.kw("unit"), rule.kw("region")
         if unit is not None:
             stmt = stmt.join(Unit, Unit.id == User.unit_id).where(Unit.code == _code(unit, ctx))
         if region is not None:
             stmt = stmt.where(User.region_code == _region(region, ctx))
-        for user in session.scalars(stmt.order_by(User.id)):
+        for user in session.execute(stmt.order_by(User.id)):
             out.add_user(user)
     elif kind == "leader":
         up = int(rule.kw("up", 0))
