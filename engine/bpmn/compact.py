@@ -5,10 +5,14 @@ completion, grow with its history; a loop deeper than ~500 rounds also hits the 
 limit. The audit table holds the history, so the tree only needs the live part: the lowest common
 ancestor of all unfinished tasks (which keeps open parallel branches and their finished siblings
 intact for joins) and that ancestor's parent (whose data new tasks inherit). Everything above is
-cut away and the kept part is re-attached to the root.
+cut away and the kept part is re-attached to the root. A running sequential multi-instance task also
+drops its finished instances.
 """
 from __future__ import annotations
 
+from SpiffWorkflow.bpmn.specs.mixins.multiinstance_task import (
+    SequentialMultiInstanceTask as SequentialMultiInstanceTaskMixin,
+)
 from SpiffWorkflow.util.task import TaskState
 
 
@@ -56,11 +60,33 @@ def _compact_one(workflow, top) -> int:
     return len(removed)
 
 
+def _prune_sequential_instances(workflow, top) -> int:
+    """A running sequential multi-instance keeps each finished instance as a child; it needs none of them
+    (its own bookkeeping and the merged output live on the parent), so they go too."""
+    removed = 0
+    for task in [t for t in workflow.tasks.values()
+                 if isinstance(t.task_spec, SequentialMultiInstanceTaskMixin) and t.state == TaskState.STARTED]:
+        done = [c for c in task.children if c.state == TaskState.COMPLETED]
+        for child in done:
+            subtree = [t.id for t in child]
+            for tid in subtree:
+                if tid in top.subprocesses:
+                    top.delete_subprocess(workflow.tasks[tid])
+            for tid in subtree:
+                workflow.tasks.pop(tid, None)
+            task._children.remove(child.id)
+            removed += len(subtree)
+        if done and workflow.last_task is not None and workflow.last_task.id not in workflow.tasks:
+            workflow.last_task = None
+    return removed
+
+
 def compact(workflow) -> int:
-    """Remove finished ancestors of the live frontier in the workflow and in each live subprocess."""
-    removed = _compact_one(workflow, workflow)
+    """Remove finished ancestors of the live frontier, and finished instances of running sequential
+    multi-instance tasks, in the workflow and in each live subprocess."""
+    removed = _compact_one(workflow, workflow) + _prune_sequential_instances(workflow, workflow)
     for key in list(workflow.subprocesses):
         sub = workflow.subprocesses.get(key)  # an earlier pass may have deleted it with its parent
         if sub is not None:
-            removed += _compact_one(sub, workflow)
+            removed += _compact_one(sub, workflow) + _prune_sequential_instances(sub, workflow)
     return removed

@@ -87,12 +87,13 @@ def http_growth(db, config, user, wanted: int, note: str, ws):
     from engine import instances, tasks
     from engine.models import HumanTask
     from webapp import create_app
+    from engine.org import principal_of
     from webapp.security import issue_token
 
     app = create_app(config.with_(redis_url="redis://127.0.0.1:6379/14", secret_key="bench-growth"))
     client = app.test_client()
-    with app.app_context():
-        token = issue_token(user)
+    with app.app_context(), db.session() as s:
+        token = issue_token(principal_of(s, user.id))
     headers = {"Authorization": f"Bearer {token}"}
     with db.transaction() as s:
         iid = instances.start(s, config, user, B.LOOP, data={"wanted": wanted}).id

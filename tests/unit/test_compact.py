@@ -385,3 +385,20 @@ def test_two_of_three_sequential_stops_after_two_approvals():
     wf, waiting = vote(Store("sign_off", sign_off(True)), [("alice", "approve"), ("bob", "approve")])
     assert waiting == [["alice"], ["bob"], []]
     assert wf.is_completed() and wf.data["decisions"] == ["approve", "approve"]
+
+
+def test_a_long_sequential_multi_instance_keeps_no_finished_instances():
+    approvers = [f"user{i}" for i in range(300)]
+    store = Store("sign_off", sign_off(True).replace(b"&gt;= 2", b"&gt;= 1000"))
+    wf = store.start(approvers=approvers)
+    for expected in approvers:
+        [task] = wf.get_tasks(state=TaskState.READY, manual=True)
+        assert task.data["approver"] == expected
+        task.data["decision"] = "approve"
+        task.run()
+        wf.do_engine_steps()
+        wf = store.save_and_load(wf)
+    assert wf.is_completed() and wf.data["decisions"] == ["approve"] * 300 and wf.data["approvals"] == 300
+    # what remains grows by the decisions and SpiffWorkflow's list of merged instance ids (about 50 bytes
+    # a step), not by the finished instances themselves (about 400 bytes a step)
+    assert store.sizes[250] - store.sizes[50] < 200 * 80
