@@ -86,8 +86,8 @@ def http_growth(db, config, user, wanted: int, note: str, ws):
     """The gateway loop with the completions inside the windows made over the REST API (test client)."""
     from engine import instances, tasks
     from engine.models import HumanTask
-    from webapp import create_app
     from engine.org import principal_of
+    from webapp import create_app
     from webapp.security import issue_token
 
     app = create_app(config.with_(redis_url="redis://127.0.0.1:6379/14", secret_key="bench-growth"))
