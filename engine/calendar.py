@@ -36,6 +36,11 @@ class WorkCalendar:
                 remaining -= 1
         return datetime.combine(day, local.timetz()).astimezone(ZoneInfo("UTC"))
 
+    def add(self, start: datetime, duration) -> datetime:
+        """``start`` plus a Duration: its days are working days, its hours and minutes clock time."""
+        end = self.add_working_days(start, duration.working_days) if duration.working_days else start
+        return end + timedelta(hours=duration.hours, minutes=duration.minutes)
+
     def script_helpers(self) -> dict:
         """Functions offered to BPMN scripts and timer expressions."""
 

@@ -89,12 +89,13 @@ class Database:
             self.write_engine.dispose()
 
 
-def page_of(session: Session, stmt, order, page: int, per_page: int):
-    """(items, total) in one query: the total rides along as a window count over the filtered rows."""
+def page_of(session: Session, stmt, order, page: int, per_page: int, entities: bool = True):
+    """(items, total) in one query: the total rides along as a window count over the filtered rows.
+    Items are the first selected entity of each row, or (``entities=False``) the rows themselves."""
     rows = session.execute(stmt.add_columns(func.count().over().label("total"))
                            .order_by(*order).limit(per_page).offset((page - 1) * per_page)).all()
     if rows:
-        return [row[0] for row in rows], rows[0].total
+        return ([row[0] for row in rows] if entities else rows), rows[0].total
     if page == 1:
         return [], 0
     return [], session.scalar(select(func.count()).select_from(stmt.subquery()))  # asked past the last page

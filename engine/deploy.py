@@ -14,7 +14,7 @@ from SpiffWorkflow.bpmn.specs.mixins.events.start_event import StartEvent
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from . import audit
+from . import audit, taskconfig
 from .assignment import parse_rule
 from .bpmn.parser import EmflowParser
 from .bpmn.sandbox import check_source
@@ -144,6 +144,7 @@ def validate(bundle: Bundle, connectors: dict | None = None) -> tuple[str, dict]
 
     forms = {}
     user_tasks = {}
+    user_task_ids = {n.get("id") for root in roots.values() for n in root.iter(f"{{{BPMN_NS}}}userTask")}
     for filename, root in roots.items():
         for node in root.iter(f"{{{BPMN_NS}}}userTask"):
             tid, props = node.get("id"), _properties(node)
@@ -167,8 +168,12 @@ def validate(bundle: Bundle, connectors: dict | None = None) -> tuple[str, dict]
             if not rules:
                 raise DeployError("user task has no assignee or candidates property", file=filename,
                                   line=node.sourceline, element=tid)
+            ops = taskconfig.parse({k: v[0] for k, v in props.items()}, user_task_ids,
+                                   {"file": filename, "line": node.sourceline, "element": tid})
+            known = (FORM_PROPERTY, *RULE_PROPERTIES, *taskconfig.PROPERTIES)
             user_tasks[tid] = {"name": node.get("name") or tid, "form": form_name, **rules,
-                               **{k: v[0] for k, v in props.items() if k not in (FORM_PROPERTY, *RULE_PROPERTIES)}}
+                               "ops": taskconfig.to_meta(ops),
+                               **{k: v[0] for k, v in props.items() if k not in known and not k.startswith("label.")}}
     if connectors is not None:
         for filename, root in roots.items():
             for node in root.iter(f"{{{SPIFF_NS}}}serviceTaskOperator"):

@@ -246,9 +246,12 @@ class EmbeddedRunner:
                 WAKE.clear()
 
     def _schedule(self) -> None:
+        from .operations import handle_timeouts
+
         while not self._stop.is_set():
             try:
                 fire_due_timers(self.db, self.config)
+                handle_timeouts(self.db, self.config)
             except Exception:  # noqa: BLE001
                 log.exception("embedded scheduler loop error")
             self._stop.wait(self.config.scheduler_interval)

@@ -25,10 +25,12 @@ from .bpmn.scripting import ScriptEngine
 from .bpmn.serializer import state_from_json, state_to_json
 from .config import Config
 from .errors import Conflict, NotFound, ScriptError
-from .models import HumanTask, Job, MessageSubscription, ProcessInstance, TaskCandidate, User, utcnow
+from .models import HumanTask, Job, MessageSubscription, ProcessInstance, Role, TaskCandidate, User, UserRole, utcnow
+from .org import leader_of
 from .versions import VERSIONS, VersionRuntime
 
 _STEP_ACTOR = object()
+MAX_AUTOMATIC_ROUNDS = 50  # approver rules may complete tasks that lead to more; a model loop stops here
 TIMER_EVENTS = ("DurationTimerEventDefinition", "TimeDateEventDefinition", "CycleTimerEventDefinition")
 
 
@@ -64,6 +66,43 @@ def script_engine(session: Session, config: Config) -> ScriptEngine:
     return ScriptEngine(calendar.load(session, config.timezone).script_helpers(), config.script_time_limit)
 
 
+def _branch_root(task):
+    """A user task, or the boundary-event structure it sits in (cancelled and replaced as one)."""
+    parent = task.parent
+    return parent if parent is not None and parent.task_spec.name.endswith(".BoundaryEventSplit") else task
+
+
+def _reaches(start, goal, seen=None) -> bool:
+    """Can the flow go from spec ``start`` to spec ``goal`` (so returning to start makes goal run again)?"""
+    seen = seen if seen is not None else set()
+    for nxt in start.outputs:
+        if nxt is goal:
+            return True
+        if nxt.name not in seen:
+            seen.add(nxt.name)
+            if _reaches(nxt, goal, seen):
+                return True
+    return False
+
+
+def _drop_cancelled(workflow) -> None:
+    """Remove cancelled branches from the tree, so a join never counts a cancelled branch as arrived."""
+    for task in [t for t in workflow.tasks.values() if t.state == TaskState.CANCELLED
+                 and t.parent is not None and t.parent.state != TaskState.CANCELLED]:
+        for tid in [t.id for t in task]:
+            workflow.tasks.pop(tid, None)
+        task.parent._children.remove(task.id)
+
+
+def process_admins(session: Session) -> list[int]:
+    """Users who administer processes (the fallback approvers)."""
+    admins = set(session.scalars(select(User.id).where(User.is_superuser.is_(True), User.is_active.is_(True))))
+    for role_id, permissions in session.execute(select(Role.id, Role.permissions)):
+        if "instance.admin" in (permissions or []):
+            admins.update(session.scalars(select(UserRole.user_id).where(UserRole.role_id == role_id)))
+    return sorted(admins)
+
+
 def instance_data(session: Session, instance: ProcessInstance, task_id: str | None = None) -> dict:
     """An instance's data: a given task's, else the newest open task's (or the last completed one's),
     or the workflow's result once it has ended."""
@@ -96,6 +135,8 @@ class Step:
         # comparing them with the READY tasks afterwards tells which rows to create or cancel, no query needed.
         self.open_before: dict[str, tuple[str, str]] = {}
         self.closed_by_caller: set[str] = set()
+        self.origin_task_id: str | None = None  # the task whose completion this step follows
+        self.return_info: dict | None = None  # set by a return: the step that returned, and "send back to me"
 
     @classmethod
     def open(cls, session: Session, config: Config, instance_id: int | None, actor: User | None,
@@ -165,19 +206,31 @@ class Step:
 
     def _save(self) -> None:
         wf, inst = self.workflow, self.instance
-        self._track_elements()
-        title_field = self.version.meta.get("title_field")
-        if title_field:
-            value = self._latest_data().get(title_field)
-            if isinstance(value, str) and value.strip() and value.strip()[:300] != inst.title:
-                inst.title = value.strip()[:300]
-                self.session.execute(update(HumanTask).where(HumanTask.instance_id == inst.id)
-                                     .values(instance_title=inst.title))
-        if wf.is_completed() and inst.status == "running":
-            inst.status, inst.ended_at = "completed", utcnow()
-            self.event("completed", actor=None)
-        compact(wf)
-        self._sync_human_tasks()
+        for _ in range(MAX_AUTOMATIC_ROUNDS):
+            self._track_elements()
+            title_field = self.version.meta.get("title_field")
+            if title_field:
+                value = self._latest_data().get(title_field)
+                if isinstance(value, str) and value.strip() and value.strip()[:300] != inst.title:
+                    inst.title = value.strip()[:300]
+                    self.session.execute(update(HumanTask).where(HumanTask.instance_id == inst.id)
+                                         .values(instance_title=inst.title))
+            if wf.is_completed() and inst.status == "running":
+                inst.status, inst.ended_at = "completed", utcnow()
+                self.event("completed", actor=None)
+            compact(wf)
+            automatic = self._sync_human_tasks()
+            if not automatic:
+                break
+            for spiff_task, row, reason in automatic:  # approver rules decided these: complete them now
+                row.state, row.completed_at = "completed", utcnow()
+                self.closed_by_caller.add(row.id)
+                self.open_before.pop(row.id, None)
+                spiff_task.data["decision"] = "approve"
+                self.event("task_auto_completed", actor=None, task_id=row.id, bpmn_id=row.bpmn_id,
+                           task_name=row.name, reason=reason)
+                self.origin_task_id = row.id
+                self.run(spiff_task)
         self._sync_subscriptions()
         self._write_jobs()
         inst.next_timer_at = self._next_timer() if inst.status == "running" else None
@@ -204,56 +257,145 @@ class Step:
         if active != (self.instance.active_elements or []):
             self.instance.active_elements = active
 
-    def _sync_human_tasks(self) -> None:
+    def _sync_human_tasks(self) -> list:
+        """Create rows for new READY user tasks and cancel rows whose task went away; returns the
+        (task, row, reason) that approver rules say complete themselves."""
         ready = {str(t.id): t for t in self.workflow.get_tasks(state=TaskState.READY, manual=True)}
         cancelled = [tid for tid in self.open_before if tid not in ready and tid not in self.closed_by_caller]
         if cancelled:  # e.g. the other instances of an or-sign, or a task behind an interrupting timer
             self.session.execute(update(HumanTask).where(HumanTask.id.in_(cancelled), HumanTask.state == "open")
                                  .values(state="cancelled"))
-            for task_id in cancelled:
-                bpmn_id, name = self.open_before[task_id]
-                self.event("task_cancelled", actor=None, task_id=task_id, bpmn_id=bpmn_id, task_name=name)
-            # Candidates matter only while a task is open; the table stays small.
+            # Added signers of a cancelled task go with it; candidates matter only while a task is open.
+            self.session.execute(update(HumanTask).where(HumanTask.parent_task_id.in_(cancelled),
+                                                         HumanTask.state == "open").values(state="cancelled"))
             self.session.execute(delete(TaskCandidate).where(TaskCandidate.task_id.in_(cancelled)))
+            for task_id in cancelled:
+                bpmn_id, name = self.open_before.pop(task_id)
+                self.event("task_cancelled", actor=None, task_id=task_id, bpmn_id=bpmn_id, task_name=name)
+        automatic = []
         for task_id, task in ready.items():
             if task_id not in self.open_before:
-                self._create_human_task(task)
+                row, reason = self._create_human_task(task)
+                self.open_before[task_id] = (row.bpmn_id, row.name)
+                if reason:
+                    automatic.append((task, row, reason))
+        return automatic
 
-    def _create_human_task(self, task) -> None:
+    def _create_human_task(self, task) -> tuple[HumanTask, str | None]:
+        """Write the row for a new READY user task and resolve who gets it. Returns the row and, when an
+        approver rule completes the task by itself, the reason."""
         spec = task.task_spec
         info = self.version.user_task(spec.bpmn_id)
+        ops = self.version.task_config(spec.bpmn_id)
         loop_item = None
         input_item = getattr(task.parent.task_spec, "input_item", None) if task.parent is not None else None
         if input_item is not None:  # a multi-instance child: remember whom or what it is for
             loop_item = str(input_item.get(task) or "")[:200] or None
+        now = utcnow()
         row = HumanTask(
             id=str(task.id), instance_id=self.instance.id, process_key=self.instance.process_key,
             process_name=self.version.name, instance_title=self.instance.title, bpmn_id=spec.bpmn_id,
             name=spec.bpmn_name or spec.bpmn_id, form_key=info.get("form"), state="open",
             region_code=self.instance.region_code, enterprise_id=self.instance.enterprise_id, loop_item=loop_item,
+            origin_task_id=self.origin_task_id, created_at=now,
         )
+        if self.return_info and self.return_info.get("target") == spec.bpmn_id:
+            row.returned_from = self.return_info["from"]
+            row.return_to_me = self.return_info["to_me"]
+        if ops.timeout is not None:
+            row.due_at = row.next_action_at = calendar.load(self.session, self.config.timezone).add(now, ops.timeout)
         ctx = Context(instance_region=self.instance.region_code, data=task.data,
                       load_initiator=lambda: self.initiator)
         assignee_rule, candidates_rule = info.get("assignee"), info.get("candidates")
         resolved = resolve(self.session, parse_rule(assignee_rule), ctx) if assignee_rule else None
         offered = resolve(self.session, parse_rule(candidates_rule), ctx) if candidates_rule else None
-        names, users, groups = [], [], []
-        if resolved is not None and len(resolved.users) == 1 and not resolved.groups and offered is None:
-            row.assignee_id = resolved.users[0]
-            names.append(resolved.names[row.assignee_id])
-        else:
-            pool = [r for r in (resolved, offered) if r is not None]
-            users = sorted({u for r in pool for u in r.users})
-            groups = sorted({g for r in pool for g in r.groups})
-            if not users and not groups:
+        users = sorted({u for r in (resolved, offered) if r is not None for u in r.users})
+        groups = sorted({g for r in (resolved, offered) if r is not None for g in r.groups})
+        names = {k: v for r in (resolved, offered) if r is not None for k, v in r.names.items()}
+        automatic = None
+        if not users and not groups:
+            users, groups, automatic = self._empty_approver(ops, names)
+            if automatic is None and not users and not groups:
                 rule = " | ".join(r for r in (assignee_rule, candidates_rule) if r)
                 row.assignment_error = f"the assignment rule '{rule}' matched nobody"
+        elif len(users) == 1 and not groups and offered is None:
+            if ops.initiator_approver != "self" and users[0] == self.instance.initiator_id:
+                users, automatic = self._initiator_approver(ops, users, names)
+            if automatic is None and ops.dedupe and self.actor is not None and users == [self.actor.id] \
+                    and self.origin_task_id is not None:
+                automatic = "the same person approved the previous step"
+        assignees = []
+        if automatic is None and len(users) == 1 and not groups and offered is None:
+            row.assignee_id = users[0]
+            assignees = [names.get(users[0], "")]
+            users = []
         self.session.add(row)
         self.session.add_all([TaskCandidate(task_id=row.id, user_id=uid) for uid in users] +
                              [TaskCandidate(task_id=row.id, group_id=gid) for gid in groups])
         self.event("task_created", actor=None, task_id=row.id, bpmn_id=row.bpmn_id, task_name=row.name,
-                   assignees=names, candidate_users=users, candidate_groups=groups, loop_item=loop_item,
-                   assignment_error=row.assignment_error)
+                   assignees=assignees, candidate_users=users, candidate_groups=groups, loop_item=loop_item,
+                   assignment_error=row.assignment_error, returned_from=row.returned_from)
+        return row, automatic
+
+    def _empty_approver(self, ops, names: dict) -> tuple[list[int], list[int], str | None]:
+        """What the emptyApprover rule does when the assignment rule matched nobody."""
+        rule = ops.empty_approver
+        if rule in ("approve", "skip"):
+            return [], [], "nobody matched the assignment rule" + (" (skipped)" if rule == "skip" else "")
+        if rule == "leader":
+            leader = leader_of(self.session, self.initiator.unit if self.initiator else None)
+            if leader is not None:
+                names[leader.id] = leader.name
+                return [leader.id], [], None
+        if rule == "admin":
+            return process_admins(self.session), [], None
+        return [], [], None
+
+    def _initiator_approver(self, ops, users: list[int], names: dict) -> tuple[list[int], str | None]:
+        """What the initiatorApprover rule does when the approver is the initiator."""
+        if ops.initiator_approver in ("approve", "skip"):
+            return users, "the approver is the initiator"
+        leader = leader_of(self.session, self.initiator.unit if self.initiator else None)
+        if leader is not None and leader.id != users[0]:
+            names[leader.id] = leader.name
+            return [leader.id], None
+        return users, None
+
+    # -- going back -------------------------------------------------------------------------------
+    def jump(self, current, target_bpmn_id: str, returned_from: str, to_me: bool) -> None:
+        """Move the token from ``current`` (a READY user task) back to the step ``target_bpmn_id``.
+
+        Every live task that the target step can reach again is cancelled with its branch (so a return
+        inside one parallel branch leaves the others alone, and a return to before a split or a call
+        activity takes the whole of it back); the target gets a fresh task carrying the current data."""
+        workflow = current.workflow
+        while workflow.spec.task_specs.get(target_bpmn_id) is None and workflow is not workflow.top_workflow:
+            current = workflow.top_workflow.get_task_from_id(workflow.parent_task_id)  # the call activity
+            workflow = current.workflow
+        target = workflow.spec.task_specs.get(target_bpmn_id)
+        if target is None:
+            raise Conflict(f"there is no step '{target_bpmn_id}' to return to", code="no_such_step")
+        data = dict(current.data)
+        anchor = _branch_root(current).parent
+        while anchor is not None and not anchor.has_state(TaskState.COMPLETED):  # e.g. out of a multi-instance
+            anchor = anchor.parent
+        live = workflow.get_tasks(state=TaskState.READY | TaskState.WAITING | TaskState.STARTED)
+        doomed = {id(b): b for b in (_branch_root(t) for t in live if t is current or _reaches(target, t.task_spec))}
+        for branch in doomed.values():
+            if branch.has_state(TaskState.FINISHED_MASK):
+                continue
+            for t in branch:
+                if t.id in workflow.top_workflow.subprocesses:
+                    workflow.top_workflow.delete_subprocess(t)
+            branch.cancel()
+        _drop_cancelled(workflow)
+        new = anchor._add_child(target, TaskState.FUTURE)
+        new.data = data
+        target._predict(new, mask=TaskState.NOT_FINISHED_MASK)
+        target._update(new)
+        for w in (workflow, workflow.top_workflow):
+            w.completed = False  # the library caches "completed" (SpiffWorkflow 3.2 reset bug)
+        self.return_info = {"target": target_bpmn_id, "from": returned_from, "to_me": to_me}
 
     def _sync_subscriptions(self) -> None:
         wanted = set()

@@ -8,12 +8,12 @@ from SpiffWorkflow.util.task import TaskState
 from sqlalchemy import delete, exists, func, or_, select
 from sqlalchemy.orm import Session
 
-from . import files
+from . import files, signatures
 from .config import Config
 from .db import page_of
 from .errors import Conflict, Forbidden, NotFound, ValidationFailed
 from .forms import FieldError, Form, raise_for
-from .models import HumanTask, ProcessInstance, TaskCandidate, Unit, User, utcnow
+from .models import HumanTask, ProcessInstance, ProxyGrant, TaskCandidate, Unit, User, utcnow
 from .org import Scope, group_ids
 from .runtime import Step, instance_data
 from .versions import VERSIONS
@@ -190,35 +190,147 @@ def _check_references(session: Session, user: User, form: Form, data: dict, inst
     return errors
 
 
-def complete(session: Session, config: Config, user: User, task_id: str, data: dict) -> ProcessInstance:
-    """Complete a task: validate the form data, run the workflow to its next wait, record it all."""
+def complete(session: Session, config: Config, user: User, task_id: str, data: dict | None = None, *,
+             opinion: str | None = None, decision: str | None = None, action: str = "complete",
+             signature: str | None = None, on_behalf_of: str | None = None) -> ProcessInstance:
+    """Complete a task: validate the form data, run the workflow to its next wait, record it all.
+
+    ``decision`` ("approve"/"reject") is put in the data as ``decision``; ``opinion`` may come with the form
+    or apart from it; ``signature`` is a PNG data URL drawn by hand; ``on_behalf_of`` names the leader whose
+    paper opinion a clerk records (领导意见代录). A delegate's completion hands the task back to its owner;
+    added signers are waited for; a task returned with "send straight back" goes back to the step that
+    returned it."""
+    data = {} if data is None else data
     if not isinstance(data, dict):
         raise ValidationFailed("data must be a JSON object", errors={"data": [FieldError("type", "object").as_dict()]})
     step, task = _lock_open_task(session, config, user, task_id)
-    if not may_act(session, user, task):
-        raise Forbidden("you may not act on this task", code="not_your_task")
-    spiff_task = step.workflow.get_task_from_id(UUID(task.id))
-    if spiff_task is None or spiff_task.state != TaskState.READY:
-        raise Conflict("the task is no longer ready", code="task_not_ready")
-    form = step.version.form(task.form_key)
-    cleaned, errors = form.clean(data, spiff_task.data)
-    errors.update(_check_references(session, user, form, cleaned, task.instance_id))
+    principal = _acting_for(session, user, task, on_behalf_of)
+    if task.blocked:
+        raise Conflict("added signers must sign before this task", code="waiting_for_signers")
+    if task.pending is not None:
+        raise Conflict("this task is decided and waits for added signers", code="waiting_for_signers")
+    ops = step.version.task_config(task.bpmn_id) if task.kind == "task" else None
+    if task.kind == "signer":
+        form_data, errors = {}, {}
+    else:
+        spiff_task = step.workflow.get_task_from_id(UUID(task.id))
+        if spiff_task is None or spiff_task.state != TaskState.READY:
+            raise Conflict("the task is no longer ready", code="task_not_ready")
+        form = step.version.form(task.form_key)
+        form_data, errors = form.clean(data, spiff_task.data)
+        errors.update(_check_references(session, user, form, form_data, task.instance_id))
+        opinion = opinion or form_data.pop("opinion", None)
+        form_data.pop("opinion", None)
+    opinion = (opinion or "").strip() or None
+    if not opinion and ops is not None and ops.opinion_required(action):
+        errors.setdefault("opinion", []).append(FieldError("required"))
+    if not signature and ops is not None and ops.signature == "required" and action != "complete_delegated":
+        errors.setdefault("signature", []).append(FieldError("required"))
     raise_for(errors)
-    opinion = cleaned.pop("opinion", None)
-    changes = {k: v for k, v in cleaned.items() if spiff_task.data.get(k) != v and k not in form.readonly}
+    signature_id = signatures.store(session, principal, signature, task.instance_id) if signature else None
+    decided = {"data": form_data, "decision": decision, "opinion": opinion, "action": action,
+               "by": user.id, "for": principal.id if principal is not user else None, "signature": signature_id}
+    if task.kind == "signer":
+        return _sign(step, task, user, decided)
+    if task.owner_id is not None and task.assignee_id == user.id and on_behalf_of is None:
+        return _resolve_delegation(step, task, spiff_task, user, decided)
+    waiting = session.scalars(select(HumanTask).where(HumanTask.parent_task_id == task.id,
+                                                      HumanTask.state.in_(("open", "planned")))).all()
+    if any(s.sign_position in ("after", "parallel") for s in waiting):
+        task.pending = decided
+        for signer in waiting:
+            if signer.state == "planned":
+                signer.state, signer.created_at = "open", utcnow()
+        step.event("task_decided", task_id=task.id, bpmn_id=task.bpmn_id, task_name=task.name, opinion=opinion,
+                   decision=decision, waiting_for=[s.id for s in waiting])
+        step.save()
+        return step.instance
+    finish(step, task, spiff_task, decided)
+    return step.instance
+
+
+def finish(step: Step, task: HumanTask, spiff_task, decided: dict) -> None:
+    """Apply a decision to the workflow: data in, task completed and recorded, the flow moved on."""
+    session = step.session
+    form = step.version.form(task.form_key)
+    form_data = decided["data"]
+    changes = {k: v for k, v in form_data.items() if spiff_task.data.get(k) != v and k not in form.readonly}
     spiff_task.data.pop("opinion", None)
-    spiff_task.data.update(cleaned)
+    spiff_task.data.update(form_data)
+    if decided.get("decision"):
+        spiff_task.data["decision"] = decided["decision"]
     files.attach(session, [v for n, kind in form.references().items() if kind == "file" and n in changes
                            for v in (changes[n] if isinstance(changes[n], list) else [changes[n]])],
                  task.instance_id)
+    by = decided["for"] or decided["by"]
     if task.assignee_id is None:
-        task.assignee_id, task.claimed_at = user.id, utcnow()
+        task.assignee_id, task.claimed_at = by, utcnow()
     step.closed_by_caller.add(task.id)
     if task.claimed_at is not None:  # a claimed pool task: its candidates are no longer needed
         session.execute(delete(TaskCandidate).where(TaskCandidate.task_id == task.id))
-    task.state, task.completed_by_id, task.completed_at, task.opinion = "completed", user.id, utcnow(), opinion
-    step.event("task_completed", task_id=task.id, bpmn_id=task.bpmn_id, task_name=task.name, opinion=opinion,
-               changes=changes, loop_item=task.loop_item)
-    step.run(spiff_task)
+    task.state, task.completed_by_id, task.completed_at = "completed", by, utcnow()
+    task.opinion, task.pending = decided["opinion"], None
+    extra = {k: decided.get(k) for k in ("decision", "action", "signature") if decided.get(k)}
+    if decided["for"]:
+        principal = session.get(User, decided["for"])
+        extra["on_behalf_of"] = {"id": principal.id, "name": principal.name}
+    step.event("task_completed", task_id=task.id, bpmn_id=task.bpmn_id, task_name=task.name,
+               opinion=decided["opinion"], changes=changes, loop_item=task.loop_item, **extra)
+    step.origin_task_id = task.id
+    if task.return_to_me and task.returned_from:  # 原路返回: straight back to the step that returned it
+        step.jump(spiff_task, task.returned_from, returned_from=task.bpmn_id, to_me=False)
+        step.run()
+    else:
+        step.run(spiff_task)
+    step.save()
+
+
+def _acting_for(session: Session, user, task: HumanTask, on_behalf_of: str | None):
+    """Whose decision this is: the caller's own, or a leader's recorded by their proxy."""
+    if on_behalf_of is None:
+        if not may_act(session, user, task):
+            raise Forbidden("you may not act on this task", code="not_your_task")
+        return user
+    principal = session.scalar(select(User).where(User.username == on_behalf_of, User.is_active.is_(True)))
+    if principal is None or session.scalar(select(ProxyGrant.id).where(
+            ProxyGrant.principal_id == principal.id, ProxyGrant.proxy_id == user.id)) is None:
+        raise Forbidden("you may not record opinions for this person", code="not_a_proxy")
+    if not may_act(session, principal, task):
+        raise Forbidden("this task is not that person's to decide", code="not_your_task")
+    return principal
+
+
+def _resolve_delegation(step: Step, task: HumanTask, spiff_task, user, decided: dict) -> ProcessInstance:
+    """The delegate has acted: their data and opinion stay with the task, which goes back to its owner."""
+    form = step.version.form(task.form_key)
+    changes = {k: v for k, v in decided["data"].items() if spiff_task.data.get(k) != v and k not in form.readonly}
+    spiff_task.data.update(decided["data"])
+    owner = task.owner_id
+    task.assignee_id, task.owner_id = owner, None
+    step.event("delegation_resolved", task_id=task.id, bpmn_id=task.bpmn_id, task_name=task.name,
+               opinion=decided["opinion"], changes=changes, returned_to=owner, signature=decided["signature"])
+    step.save()
+    return step.instance
+
+
+def _sign(step: Step, signer: HumanTask, user, decided: dict) -> ProcessInstance:
+    """An added signer signs; the main task is released, or completed, when its signers are done."""
+    session = step.session
+    signer.state, signer.completed_by_id, signer.completed_at = "completed", user.id, utcnow()
+    signer.opinion = decided["opinion"]
+    step.closed_by_caller.add(signer.id)
+    step.event("signer_signed", task_id=signer.id, bpmn_id=signer.bpmn_id, task_name=signer.name,
+               opinion=decided["opinion"], decision=decided.get("decision"), position=signer.sign_position,
+               signature=decided["signature"])
+    main = session.get(HumanTask, signer.parent_task_id)
+    left = [s for s in session.scalars(select(HumanTask).where(
+        HumanTask.parent_task_id == main.id, HumanTask.state.in_(("open", "planned")))) if s.id != signer.id]
+    if main.blocked and not any(s.sign_position == "before" for s in left):
+        main.blocked = False
+        step.event("task_released", task_id=main.id, bpmn_id=main.bpmn_id, task_name=main.name)
+    if main.pending is not None and not left:
+        spiff_task = step.workflow.get_task_from_id(UUID(main.id))
+        finish(step, main, spiff_task, main.pending)
+        return step.instance
     step.save()
     return step.instance

@@ -7,10 +7,12 @@ from collections import OrderedDict
 from sqlalchemy import select
 from sqlalchemy.orm import Session, undefer
 
+from . import taskconfig
 from .bpmn.serializer import specs_from_json
 from .errors import NotFound
 from .forms import Form, load_form
 from .models import ProcessModel, ProcessVersion
+from .taskconfig import TaskConfig
 
 
 class VersionRuntime:
@@ -25,6 +27,7 @@ class VersionRuntime:
         self.spec, self.subprocess_specs = specs_from_json(row.spec_json)
         self.files = row.files
         self._forms: dict[str, Form] = {}
+        self._configs: dict[str, TaskConfig] = {}
 
     @property
     def name(self) -> str:
@@ -39,6 +42,12 @@ class VersionRuntime:
 
     def user_task(self, bpmn_id: str) -> dict:
         return self.meta.get("user_tasks", {}).get(bpmn_id, {})
+
+    def task_config(self, bpmn_id: str) -> TaskConfig:
+        """The operations a user task allows and its timeout and approver rules (cached)."""
+        if bpmn_id not in self._configs:
+            self._configs[bpmn_id] = taskconfig.from_meta(self.user_task(bpmn_id).get("ops"))
+        return self._configs[bpmn_id]
 
     @property
     def diagram_xml(self) -> str:

@@ -159,6 +159,7 @@ def cmd_scheduler(args) -> int:
 
     from engine.db import Database
     from engine.jobs import fire_due_timers, relay
+    from engine.operations import handle_timeouts
 
     config = _config()
     if config.embedded:
@@ -176,11 +177,12 @@ def cmd_scheduler(args) -> int:
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
-    print(f"emflow scheduler: relaying jobs to RQ queue '{args.queue}' and firing timers", flush=True)
+    print(f"emflow scheduler: relaying jobs to RQ queue '{args.queue}', firing timers and task timeouts", flush=True)
     while not stop:
         try:
             relay(db, config, queue)
             fire_due_timers(db, config)
+            handle_timeouts(db, config)
         except Exception:  # noqa: BLE001 - the loop outlives any one failure; it is logged
             log.exception("scheduler iteration failed")
         time.sleep(config.scheduler_interval)
