@@ -28,6 +28,8 @@ def record(session: Session, instance: ProcessInstance, kind: str, actor: User |
            task_id: str | None = None, bpmn_id: str | None = None, task_name: str | None = None,
            opinion: str | None = None, **detail) -> InstanceEvent:
     """Append an event to the instance's chain; the caller holds the instance lock."""
+    # Store exactly what is hashed: a JSON copy, detached from objects the workflow may still change.
+    detail = json.loads(json.dumps(detail, ensure_ascii=False, default=str))
     instance.event_count += 1
     event = InstanceEvent(
         instance_id=instance.id, seq=instance.event_count, at=utcnow(), kind=kind,

@@ -24,6 +24,7 @@ PERMISSIONS = {
     "process.deploy": N_("Deploy process models"),
     "instance.admin": N_("Administer process instances (suspend, resume, terminate, assign)"),
     "message.send": N_("Send messages to processes"),
+    "instance.supervise": N_("Supervise processes in the data scope: overdue list, urge"),
 }
 
 

@@ -11,7 +11,7 @@ from .auth import set_password
 from .config import Config
 from .connectors import Registry
 from .deploy import bundle_from_dir, deploy
-from .models import Enterprise, Group, GroupMember, Region, Role, Unit, User, UserRole
+from .models import Enterprise, Group, GroupMember, ProxyGrant, Region, Role, Unit, User, UserRole
 from .org import invalidate_regions
 
 REGIONS = [
@@ -32,7 +32,7 @@ UNITS = [  # code, name, parent code, region
 ROLES = [
     ("staff", "工作人员", []),
     ("doc_clerk", "文书", []),
-    ("office_director", "办公室主任", []),
+    ("office_director", "办公室主任", ["instance.supervise"]),
     ("division_head", "处室负责人", []),
     ("dept_head", "厅长", []),
     ("process_admin", "流程管理员", ["process.deploy", "instance.admin", "message.send"]),
@@ -52,6 +52,7 @@ USERS = [
     ("zhao.min", "赵敏", "柳州市应急管理局科员", "LZYJJ", "450200", ["staff"], [], False, None),
     ("qiye.hg001", "黄海", "安全管理员", None, "450102", ["enterprise_user"], [], False, "91450102MA5K000001"),
 ]
+PROXIES = [("liu.yang", "zhang.wei")]  # (leader, clerk who records the leader's paper opinions)
 LEADERS = {"GXYJT": "liu.yang", "TLD": "liu.yang", "BGS": "li.na", "ZCFGC": "wang.fang", "GHCWC": "zhou.qiang"}
 
 
@@ -95,6 +96,8 @@ def load_org(session: Session, password: str) -> dict[str, User]:
         users[username] = user
     for code, username in LEADERS.items():
         units[code].leader_id = users[username].id
+    for leader, clerk in PROXIES:
+        _upsert(session, ProxyGrant, {"principal_id": users[leader].id, "proxy_id": users[clerk].id})
     session.flush()
     for user in users.values():
         session.expire(user, ["roles", "groups"])

@@ -64,6 +64,11 @@ def deliver(session: Session, config: Config, user: User, name: str, correlation
             version = VERSIONS.get(session, latest_version_id(session, model.key))
             if name in version.meta.get("message_starts", []):
                 started.append(_start_by_message(session, config, user, model.key, name, correlations, payload))
+            elif version.meta.get("start_message") == name:
+                # process.json "start_message": the payload becomes the new instance's start data
+                business_key = correlations.get("business_key")
+                started.append(instances.start(session, config, user, model.key, data=payload,
+                                               business_key=str(business_key) if business_key else None).id)
     if not delivered and not started:
         raise NotFound(f"no process instance is waiting for message '{name}' with these correlation values",
                        code="no_receiver")

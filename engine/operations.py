@@ -483,8 +483,8 @@ def _timeout(session: Session, config: Config, task_id: str) -> int:
                              .where(TaskCandidate.task_id == task.id)))
     if ops.timeout_action == "remind" or task.blocked or task.pending is not None:
         task.reminders_sent += 1
-        more = task.reminders_sent < ops.remind_limit and ops.timeout is not None
-        task.next_action_at = calendar.load(session, config.timezone).add(clock.now(), ops.timeout) if more else None
+        more = task.reminders_sent < ops.remind_limit
+        task.next_action_at = calendar.load(session, config.timezone).add(clock.now(), ops.repeat) if more else None
         step.event("task_overdue_reminded", actor=None, task_id=task.id, bpmn_id=task.bpmn_id, task_name=task.name,
                    reminder=task.reminders_sent)
         notifications.send(session, holders, f"超期提醒：{task.name}",

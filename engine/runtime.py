@@ -10,7 +10,9 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from datetime import datetime
+from datetime import UTC, date, datetime
+from datetime import time as dt_time
+from zoneinfo import ZoneInfo
 
 from SpiffWorkflow.bpmn import BpmnWorkflow
 from SpiffWorkflow.exceptions import SpiffWorkflowException
@@ -302,8 +304,7 @@ class Step:
         if self.return_info and self.return_info.get("target") == spec.bpmn_id:
             row.returned_from = self.return_info["from"]
             row.return_to_me = self.return_info["to_me"]
-        if ops.timeout is not None:
-            row.due_at = row.next_action_at = calendar.load(self.session, self.config.timezone).add(now, ops.timeout)
+        row.due_at = row.next_action_at = self._deadline(ops, task.data, now)
         ctx = Context(instance_region=self.instance.region_code, data=task.data,
                       load_initiator=lambda: self.initiator)
         assignee_rule, candidates_rule = info.get("assignee"), info.get("candidates")
@@ -336,6 +337,19 @@ class Step:
                    assignees=assignees, candidate_users=users, candidate_groups=groups, loop_item=loop_item,
                    assignment_error=row.assignment_error, returned_from=row.returned_from)
         return row, automatic
+
+    def _deadline(self, ops, data: dict, now: datetime) -> datetime | None:
+        """When the task is due: a date from the data (the end of that working day), or now + its timeout."""
+        if ops.due_field and data.get(ops.due_field):
+            try:
+                day = date.fromisoformat(str(data[ops.due_field])[:10])
+            except ValueError:
+                return None
+            tz = ZoneInfo(self.config.timezone)
+            return datetime.combine(day, dt_time(17, 30), tz).astimezone(UTC)
+        if ops.timeout is not None:
+            return calendar.load(self.session, self.config.timezone).add(now, ops.timeout)
+        return None
 
     def _empty_approver(self, ops, names: dict) -> tuple[list[int], list[int], str | None]:
         """What the emptyApprover rule does when the assignment rule matched nobody."""

@@ -5,6 +5,7 @@
     <spiffworkflow:property name="requireOpinion" value="reject,return"/>      (or "true" for every action)
     <spiffworkflow:property name="onReject" value="end"/>                      (or the id of a step to return to)
     <spiffworkflow:property name="timeout" value="P2D"/>                       (days are working days; PT4H hours)
+    <spiffworkflow:property name="dueField" value="deadline"/>                 (the deadline is a date in the data)
     <spiffworkflow:property name="timeoutAction" value="remind:3"/>            (remind[:N]|approve|reject|escalate)
     <spiffworkflow:property name="emptyApprover" value="admin"/>               (error | approve | skip | leader | admin)
     <spiffworkflow:property name="initiatorApprover" value="approve"/>         (self | approve | skip | leader)
@@ -30,7 +31,7 @@ EMPTY_RULES = ("error", "approve", "skip", "leader", "admin")
 INITIATOR_RULES = ("self", "approve", "skip", "leader")
 _DURATION = re.compile(r"^P(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?)?$")
 
-PROPERTIES = ("buttons", "requireOpinion", "onReject", "timeout", "timeoutAction", "emptyApprover",
+PROPERTIES = ("buttons", "requireOpinion", "onReject", "timeout", "dueField", "timeoutAction", "emptyApprover",
               "initiatorApprover", "dedupe", "signature", "allowWithdraw")
 
 
@@ -48,6 +49,7 @@ class TaskConfig:
     require_opinion: frozenset[str] = frozenset({"reject", "return"})
     on_reject: str = "end"
     timeout: Duration | None = None
+    due_field: str | None = None
     timeout_action: str = "remind"
     remind_limit: int = 3
     empty_approver: str = "error"
@@ -61,6 +63,11 @@ class TaskConfig:
 
     def opinion_required(self, action: str) -> bool:
         return "*" in self.require_opinion or action in self.require_opinion
+
+    @property
+    def repeat(self) -> Duration:
+        """How often an overdue task is reminded again: its timeout, or one working day."""
+        return self.timeout or Duration(working_days=1)
 
 
 def parse_duration(text: str) -> Duration:
@@ -106,6 +113,10 @@ def parse(props: dict[str, str], user_task_ids: set[str], where: dict) -> TaskCo
             values["timeout"] = parse_duration(props["timeout"])
         except ValueError as exc:
             fail(str(exc))
+    if "dueField" in props:
+        if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", props["dueField"].strip()):
+            fail("dueField must name a form field")
+        values["due_field"] = props["dueField"].strip()
     if "timeoutAction" in props:
         action, _, count = props["timeoutAction"].strip().partition(":")
         if action not in TIMEOUT_ACTIONS or (count and (not count.isdigit() or action != "remind")):
@@ -133,7 +144,7 @@ def to_meta(config: TaskConfig) -> dict:
         "buttons": list(config.buttons), "labels": config.labels, "require_opinion": sorted(config.require_opinion),
         "on_reject": config.on_reject,
         "timeout": [config.timeout.working_days, config.timeout.hours, config.timeout.minutes]
-        if config.timeout else None,
+        if config.timeout else None, "due_field": config.due_field,
         "timeout_action": config.timeout_action, "remind_limit": config.remind_limit,
         "empty_approver": config.empty_approver, "initiator_approver": config.initiator_approver,
         "dedupe": config.dedupe, "signature": config.signature, "allow_withdraw": config.allow_withdraw,
@@ -147,7 +158,7 @@ def from_meta(meta: dict | None) -> TaskConfig:
     timeout = meta.get("timeout")
     return TaskConfig(
         buttons=tuple(meta["buttons"]), labels=dict(meta["labels"]), require_opinion=frozenset(meta["require_opinion"]),
-        on_reject=meta["on_reject"], timeout=Duration(*timeout) if timeout else None,
+        on_reject=meta["on_reject"], timeout=Duration(*timeout) if timeout else None, due_field=meta.get("due_field"),
         timeout_action=meta["timeout_action"], remind_limit=meta["remind_limit"],
         empty_approver=meta["empty_approver"], initiator_approver=meta["initiator_approver"],
         dedupe=meta["dedupe"], signature=meta["signature"], allow_withdraw=meta["allow_withdraw"],
