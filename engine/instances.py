@@ -20,6 +20,7 @@ from .models import (
     ProcessInstance,
     ProcessModel,
     TaskCandidate,
+    TaskCopy,
     User,
     utcnow,
 )
@@ -97,12 +98,15 @@ def start(session: Session, config: Config, user: User, process_key: str, data: 
 
 
 def participates(session: Session, user: User, instance_id: int) -> bool:
-    """True if the user initiated the instance or holds, is offered or completed one of its tasks."""
+    """True if the user holds, is offered or completed one of the instance's tasks, or it was copied to them."""
     cand = exists().where(TaskCandidate.task_id == HumanTask.id, or_(
         TaskCandidate.user_id == user.id, TaskCandidate.group_id.in_(group_ids(session, user))))
     q = select(HumanTask.id).where(HumanTask.instance_id == instance_id, or_(
         HumanTask.assignee_id == user.id, HumanTask.completed_by_id == user.id, cand)).limit(1)
-    return session.scalar(q) is not None
+    if session.scalar(q) is not None:
+        return True
+    return session.scalar(select(TaskCopy.id).where(TaskCopy.instance_id == instance_id,
+                                                    TaskCopy.user_id == user.id).limit(1)) is not None
 
 
 def get(session: Session, user: User, instance_id: int) -> ProcessInstance:

@@ -11,6 +11,7 @@ import uuid
 from datetime import timedelta
 from uuid import UUID
 
+from SpiffWorkflow.bpmn.specs.mixins.parallel_gateway import ParallelGateway
 from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
@@ -20,6 +21,7 @@ from .db import Database, page_of
 from .errors import Conflict, EngineError, Forbidden, NotFound, ValidationFailed
 from .forms import FieldError
 from .models import (
+    GroupMember,
     HumanTask,
     InstanceEvent,
     Job,
@@ -34,7 +36,7 @@ from .models import (
 )
 from .org import leader_of
 from .runtime import Step, _reaches
-from .tasks import _acting_for, _lock_open_task, complete, finish, may_act
+from .tasks import OWNER_ONLY, _acting_for, _lock_open_task, complete, finish, may_act
 
 POSITIONS = ("before", "after", "parallel")
 URGE_INTERVAL = timedelta(minutes=30)
@@ -43,6 +45,10 @@ URGE_INTERVAL = timedelta(minutes=30)
 def _allowed(step: Step, task: HumanTask, action: str) -> None:
     if task.kind != "task" or not step.version.task_config(task.bpmn_id).allows(action):
         raise Conflict(f"this task does not offer '{action}'", code="operation_not_allowed", action=action)
+    if task.owner_id is not None and action in OWNER_ONLY:
+        # 委派: the delegate gives an opinion and the task goes back; deciding it stays with its owner.
+        raise Conflict("a delegated task goes back to its owner, who decides it", code="task_delegated",
+                       action=action)
 
 
 def _need_opinion(step: Step, task: HumanTask, action: str, opinion: str | None) -> str | None:
@@ -57,6 +63,13 @@ def _user(session: Session, username: str, field: str = "username") -> User:
     if found is None:
         raise ValidationFailed("no such user", errors={field: [FieldError("unknown_user", username).as_dict()]})
     return found
+
+
+def _signers_involved(session: Session, task: HumanTask) -> bool:
+    """Added signers still to sign: before (the task is blocked), after the decision (planned, or pending)
+    or in parallel. A task is not returned or rejected past them; they are removed first (减签)."""
+    return task.blocked or task.pending is not None or session.scalar(select(HumanTask.id).where(
+        HumanTask.parent_task_id == task.id, HumanTask.state.in_(("open", "planned"))).limit(1)) is not None
 
 
 def _open_task(session: Session, config: Config, user, task_id: str, action: str) -> tuple[Step, HumanTask]:
@@ -82,18 +95,23 @@ def reject(session: Session, config: Config, user, task_id: str, opinion: str | 
     if target != "end":
         return _send_back(step, task, user, target, opinion, False, "reject", on_behalf_of)
     principal = _acting_for(session, user, task, on_behalf_of)
-    if task.blocked or task.pending is not None:
+    if _signers_involved(session, task):
         raise Conflict("added signers are still involved in this task", code="waiting_for_signers")
     opinion = _need_opinion(step, task, "reject", opinion)
     signature_id = signatures.store(session, principal, signature, task.instance_id) if signature else None
-    task.state, task.completed_by_id, task.completed_at, task.opinion = "completed", principal.id, utcnow(), opinion
-    detail = {"decision": "reject", "action": "reject", "signature": signature_id}
-    if principal is not user:
-        detail["on_behalf_of"] = {"id": principal.id, "name": principal.name}
-    step.event("task_completed", task_id=task.id, bpmn_id=task.bpmn_id, task_name=task.name, opinion=opinion,
-               **{k: v for k, v in detail.items() if v is not None})
-    _end(step, "rejected", reason=opinion)
+    on_behalf = {"id": principal.id, "name": principal.name} if principal is not user else None
+    _reject_to_end(step, task, principal, opinion, action="reject", signature=signature_id, on_behalf_of=on_behalf,
+                   label=step.version.task_config(task.bpmn_id).labels.get("reject"))
     return step.instance
+
+
+def _reject_to_end(step: Step, task: HumanTask, by: User | None, opinion: str | None, **detail) -> None:
+    """Close the task as rejected and end the instance (onReject=end): the flow does not move on."""
+    task.state, task.completed_at, task.opinion = "completed", utcnow(), opinion
+    task.completed_by_id = by.id if by is not None else None
+    step.event("task_completed", task_id=task.id, bpmn_id=task.bpmn_id, task_name=task.name, opinion=opinion,
+               decision="reject", **{k: v for k, v in detail.items() if v is not None})
+    _end(step, "rejected", reason=opinion)
 
 
 def _end(step: Step, kind: str, reason: str | None) -> None:
@@ -118,9 +136,36 @@ def return_targets(session: Session, config: Config, user, task_id: str) -> list
     return _targets(step, task)
 
 
+def _reachable(start) -> dict:
+    """The specs the flow can reach from spec ``start``, by name."""
+    found, todo = {}, list(start.outputs)
+    while todo:
+        spec = todo.pop()
+        if spec.name not in found:
+            found[spec.name] = spec
+            todo.extend(spec.outputs)
+    return found
+
+
+def _rejoins(start, goal) -> bool:
+    """Does the way from spec ``start`` to ``goal`` pass a parallel join that also waits for a branch that
+    ``start`` does not lead to? (Returning into one branch from after its join: the join would wait for
+    ever for the branches that are not run again.)"""
+    reach = _reachable(start)
+    return any(isinstance(spec, ParallelGateway) and (spec is goal or _reaches(spec, goal))
+               and any(i is not start and i.name not in reach for i in spec.inputs)
+               for spec in reach.values())
+
+
 def _targets(step: Step, task: HumanTask) -> list[dict]:
     spiff_task = step.workflow.get_task_from_id(UUID(task.id))
     current = spiff_task.task_spec
+    # A task in a called subprocess may also go back to the steps before the call activity(s) around it.
+    goals, workflow = [current], spiff_task.workflow
+    while workflow is not workflow.top_workflow:
+        caller = workflow.top_workflow.get_task_from_id(workflow.parent_task_id)
+        goals.append(caller.task_spec)
+        workflow = caller.workflow
     specs = dict(step.workflow.spec.task_specs)
     for sub in step.version.subprocess_specs.values():
         specs.update(sub.task_specs)
@@ -131,7 +176,10 @@ def _targets(step: Step, task: HumanTask) -> list[dict]:
         .order_by(InstanceEvent.seq.desc())).all()
     for bpmn_id, name, actor, at, detail in events:
         spec = specs.get(bpmn_id)
-        if bpmn_id in seen or spec is None or bpmn_id == current.bpmn_id or not _reaches(spec, current):
+        if bpmn_id in seen or spec is None or bpmn_id == current.bpmn_id:
+            continue
+        goal = next((g for g in goals if _reaches(spec, g)), None)
+        if goal is None or _rejoins(spec, goal):
             continue
         seen.add(bpmn_id)
         by = (detail or {}).get("on_behalf_of", {}).get("name") or actor
@@ -157,7 +205,7 @@ def send_back(session: Session, config: Config, user, task_id: str, target: str 
 def _send_back(step: Step, task: HumanTask, user, target: str, opinion: str | None, straight_back: bool,
                action: str, on_behalf_of: str | None):
     principal = _acting_for(step.session, user, task, on_behalf_of)
-    if task.blocked or task.pending is not None:
+    if _signers_involved(step.session, task):
         raise Conflict("added signers are still involved in this task", code="waiting_for_signers")
     opinion = _need_opinion(step, task, action, opinion)
     spiff_task = step.workflow.get_task_from_id(UUID(task.id))
@@ -268,6 +316,9 @@ def remove_signer(session: Session, config: Config, user, signer_task_id: str, o
     name = session.get(User, signer.assignee_id).name
     step.event("signer_removed", task_id=main.id, bpmn_id=main.bpmn_id, task_name=main.name, opinion=opinion,
                signer={"id": signer.assignee_id, "name": name}, position=signer.sign_position)
+    if main.pending is not None and not left:  # the decision waited only for this signer: it takes effect now
+        finish(step, main, step.workflow.get_task_from_id(UUID(main.id)), main.pending)
+        return main
     session.flush()
     return main
 
@@ -389,7 +440,8 @@ def urge(session: Session, config: Config, user, instance_id: int, opinion: str 
     if recent is not None:
         raise Conflict("you urged this process a short while ago; try again later", code="urged_recently",
                        minutes=int(URGE_INTERVAL.total_seconds() // 60))
-    holders = _holders(session, instance_id)
+    holders = _holders(session, select(HumanTask.id).where(HumanTask.instance_id == instance_id,
+                                                           HumanTask.state == "open"))
     if not holders:
         raise Conflict("nobody holds an open task in this process", code="nobody_to_urge")
     text = (opinion or "").strip() or "请尽快办理。"
@@ -400,13 +452,17 @@ def urge(session: Session, config: Config, user, instance_id: int, opinion: str 
     return len(holders)
 
 
-def _holders(session: Session, instance_id: int) -> list[User]:
-    """The people an open task of the instance waits for (assignees, or the candidates of unclaimed ones)."""
-    open_tasks = select(HumanTask.id).where(HumanTask.instance_id == instance_id, HumanTask.state == "open")
-    assigned = select(HumanTask.assignee_id).where(HumanTask.id.in_(open_tasks), HumanTask.assignee_id.is_not(None))
-    offered = select(TaskCandidate.user_id).where(TaskCandidate.task_id.in_(open_tasks))
-    return list(session.scalars(select(User).where(or_(User.id.in_(assigned), User.id.in_(offered)))
-                                .order_by(User.id)))
+def _holders(session: Session, task_ids) -> list[User]:
+    """The people the tasks (ids, or a select of them) wait for: their assignees, or for unclaimed ones their
+    candidate users and the members of their candidate groups."""
+    assigned = select(HumanTask.assignee_id).where(HumanTask.id.in_(task_ids), HumanTask.assignee_id.is_not(None))
+    unclaimed = select(HumanTask.id).where(HumanTask.id.in_(task_ids), HumanTask.assignee_id.is_(None))
+    offered = select(TaskCandidate.user_id).where(TaskCandidate.task_id.in_(unclaimed))
+    members = (select(GroupMember.user_id).join(TaskCandidate, TaskCandidate.group_id == GroupMember.group_id)
+               .where(TaskCandidate.task_id.in_(unclaimed)))
+    return list(session.scalars(select(User).where(
+        or_(User.id.in_(assigned), User.id.in_(offered), User.id.in_(members)), User.is_active.is_(True))
+        .order_by(User.id)))
 
 
 # -- common opinions --------------------------------------------------------------------------------------
@@ -441,9 +497,11 @@ def delete_phrase(session: Session, user, phrase_id: int) -> None:
 
 # -- deadlines --------------------------------------------------------------------------------------------
 def overdue(session: Session, user, page: int = 1, per_page: int = 50):
-    """Open tasks past their deadline, within the user's data scope (for office directors)."""
+    """Open tasks past their deadline, within the user's data scope: for supervisors (office directors)."""
     from .org import Scope
 
+    if not user.can("instance.supervise") and not user.can("instance.admin"):
+        raise Forbidden("only supervisors see the overdue list", code="not_supervisor")
     scope = Scope(session, user)
     stmt = select(HumanTask).where(HumanTask.state == "open", HumanTask.due_at <= clock.now(),
                                    scope.clause(HumanTask.region_code, HumanTask.enterprise_id))
@@ -478,10 +536,8 @@ def _timeout(session: Session, config: Config, task_id: str) -> int:
             or step.instance.status != "running":
         return 0
     ops = step.version.task_config(task.bpmn_id)
-    holders = [session.get(User, task.assignee_id)] if task.assignee_id else \
-        list(session.scalars(select(User).join(TaskCandidate, TaskCandidate.user_id == User.id)
-                             .where(TaskCandidate.task_id == task.id)))
-    if ops.timeout_action == "remind" or task.blocked or task.pending is not None:
+    holders = _holders(session, [task.id])
+    if ops.timeout_action == "remind" or _signers_involved(session, task):
         task.reminders_sent += 1
         more = task.reminders_sent < ops.remind_limit
         task.next_action_at = calendar.load(session, config.timezone).add(clock.now(), ops.repeat) if more else None
@@ -521,8 +577,9 @@ def _timeout(session: Session, config: Config, task_id: str) -> int:
         step.run()
         step.save()
         return 1
+    if decision == "reject":
+        _reject_to_end(step, task, None, "超期自动处理", action="timeout")
+        return 1
     finish(step, task, spiff_task, {"data": {}, "decision": decision, "opinion": "超期自动处理", "action": "timeout",
                                     "by": None, "for": None, "signature": None})
-    if decision == "reject" and step.instance.status == "running":
-        _end(step, "rejected", reason="超期自动处理")
     return 1

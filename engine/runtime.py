@@ -7,6 +7,7 @@ transaction.
 """
 from __future__ import annotations
 
+import copy
 import json
 import time
 import uuid
@@ -16,6 +17,7 @@ from zoneinfo import ZoneInfo
 
 from SpiffWorkflow.bpmn import BpmnWorkflow
 from SpiffWorkflow.exceptions import SpiffWorkflowException
+from SpiffWorkflow.specs.Join import Join
 from SpiffWorkflow.util.task import TaskState
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session, undefer
@@ -87,6 +89,16 @@ def _reaches(start, goal, seen=None) -> bool:
     return False
 
 
+def _reruns(target, task) -> bool:
+    """Does a return to spec ``target`` run the live ``task`` again? A token waiting at a join belongs to the
+    branch that brought it there: it stays unless the return runs that branch again."""
+    spec = task.task_spec
+    if isinstance(spec, Join) and task.state == TaskState.WAITING and task.parent is not None:
+        spec = task.parent.task_spec
+        return spec is target or _reaches(target, spec)
+    return _reaches(target, spec)
+
+
 def _drop_cancelled(workflow) -> None:
     """Remove cancelled branches from the tree, so a join never counts a cancelled branch as arrived."""
     for task in [t for t in workflow.tasks.values() if t.state == TaskState.CANCELLED
@@ -138,6 +150,7 @@ class Step:
         self.open_before: dict[str, tuple[str, str]] = {}
         self.closed_by_caller: set[str] = set()
         self.origin_task_id: str | None = None  # the task whose completion this step follows
+        self.decided_by: int | None = None  # who decided that task (dedupe: the same person next is skipped)
         self.return_info: dict | None = None  # set by a return: the step that returned, and "send back to me"
 
     @classmethod
@@ -322,7 +335,7 @@ class Step:
         elif len(users) == 1 and not groups and offered is None:
             if ops.initiator_approver != "self" and users[0] == self.instance.initiator_id:
                 users, automatic = self._initiator_approver(ops, users, names)
-            if automatic is None and ops.dedupe and self.actor is not None and users == [self.actor.id] \
+            if automatic is None and ops.dedupe and self.decided_by is not None and users == [self.decided_by] \
                     and self.origin_task_id is not None:
                 automatic = "the same person approved the previous step"
         assignees = []
@@ -380,8 +393,9 @@ class Step:
         """Move the token from ``current`` (a READY user task) back to the step ``target_bpmn_id``.
 
         Every live task that the target step can reach again is cancelled with its branch (so a return
-        inside one parallel branch leaves the others alone, and a return to before a split or a call
-        activity takes the whole of it back); the target gets a fresh task carrying the current data."""
+        inside one parallel branch leaves the others alone, including one already waiting at the join, and
+        a return to before a split or a call activity takes the whole of it back); the target gets a fresh
+        task carrying the current data."""
         workflow = current.workflow
         while workflow.spec.task_specs.get(target_bpmn_id) is None and workflow is not workflow.top_workflow:
             current = workflow.top_workflow.get_task_from_id(workflow.parent_task_id)  # the call activity
@@ -394,7 +408,7 @@ class Step:
         while anchor is not None and not anchor.has_state(TaskState.COMPLETED):  # e.g. out of a multi-instance
             anchor = anchor.parent
         live = workflow.get_tasks(state=TaskState.READY | TaskState.WAITING | TaskState.STARTED)
-        doomed = {id(b): b for b in (_branch_root(t) for t in live if t is current or _reaches(target, t.task_spec))}
+        doomed = {id(b): b for b in (_branch_root(t) for t in live if t is current or _reruns(target, t))}
         for branch in doomed.values():
             if branch.has_state(TaskState.FINISHED_MASK):
                 continue
@@ -404,9 +418,10 @@ class Step:
             branch.cancel()
         _drop_cancelled(workflow)
         new = anchor._add_child(target, TaskState.FUTURE)
-        new.data = data
+        new.data = copy.deepcopy(data)
         target._predict(new, mask=TaskState.NOT_FINISHED_MASK)
         target._update(new)
+        new.set_data(**data)  # updating it merged in the anchor's (older) data: what is current wins
         for w in (workflow, workflow.top_workflow):
             w.completed = False  # the library caches "completed" (SpiffWorkflow 3.2 reset bug)
         self.return_info = {"target": target_bpmn_id, "from": returned_from, "to_me": to_me}

@@ -22,10 +22,11 @@ from .errors import DeployError
 from .forms import N_
 
 BUTTONS = {
-    "approve": N_("Approve"), "reject": N_("Reject"), "return": N_("Return"), "transfer": N_("Transfer"),
-    "delegate": N_("Delegate"), "addSigner": N_("Add signer"), "cc": N_("Copy to"), "urge": N_("Urge"),
+    "submit": N_("Submit"), "approve": N_("Approve"), "reject": N_("Reject"), "return": N_("Return"),
+    "transfer": N_("Transfer"), "delegate": N_("Delegate"), "addSigner": N_("Add signer"), "cc": N_("Copy to"),
+    "urge": N_("Urge"),
 }
-DEFAULT_BUTTONS = ("approve",)
+DEFAULT_BUTTONS = ("submit",)  # a plain form submission; the form itself carries any decision
 TIMEOUT_ACTIONS = ("remind", "approve", "reject", "escalate")
 EMPTY_RULES = ("error", "approve", "skip", "leader", "admin")
 INITIATOR_RULES = ("self", "approve", "skip", "leader")

@@ -1,7 +1,7 @@
 """Human tasks: the inbox, reading a task with its form, claiming, and completing."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from uuid import UUID
 
 from SpiffWorkflow.util.task import TaskState
@@ -13,12 +13,16 @@ from .config import Config
 from .db import page_of
 from .errors import Conflict, Forbidden, NotFound, ValidationFailed
 from .forms import FieldError, Form, raise_for
-from .models import HumanTask, ProcessInstance, ProxyGrant, TaskCandidate, Unit, User, utcnow
+from .models import HumanTask, ProcessInstance, ProxyGrant, TaskCandidate, TaskCopy, Unit, User, utcnow
 from .org import Scope, group_ids
 from .runtime import Step, instance_data
+from .taskconfig import TaskConfig
 from .versions import VERSIONS
 
 SCOPES = ("mine", "group", "done", "unassigned")
+# An added signer's task: sign with an opinion, that is all.
+SIGNER_CONFIG = TaskConfig(buttons=("approve",), require_opinion=frozenset(), signature="optional")
+OWNER_ONLY = ("reject", "return", "transfer")  # what a delegate may not do (委派: the owner decides)
 
 
 def _offered_to(session: Session, user):
@@ -59,7 +63,9 @@ def counts(session: Session, user: User) -> dict[str, int]:
         HumanTask.assignee_id == user.id, HumanTask.state == "open"))
     group = session.scalar(select(func.count()).select_from(HumanTask).where(
         HumanTask.state == "open", HumanTask.assignee_id.is_(None), _candidate_clause(session, user)))
-    return {"mine": mine, "group": group}
+    cc = session.scalar(select(func.count()).select_from(TaskCopy).where(TaskCopy.user_id == user.id,
+                                                                        TaskCopy.read_at.is_(None)))
+    return {"mine": mine, "group": group, "cc": cc}
 
 
 def is_candidate(session: Session, user: User, task: HumanTask) -> bool:
@@ -98,20 +104,34 @@ class TaskView:
     data: dict
     can_act: bool
     candidates: list[str]
+    config: TaskConfig
+    signers: list[HumanTask]
+    proxy_for: list[User]
 
 
 def view(session: Session, config: Config, user: User, task_id: str) -> TaskView:
-    """A task with its form and the data the form shows (for rendering or the API)."""
+    """A task with its form, the data the form shows, what it offers, its added signers, and whose paper
+    opinions the caller may record on it (for rendering or the API)."""
     task = get(session, user, task_id)
     instance = session.get(ProcessInstance, task.instance_id)
     version = VERSIONS.get(session, instance.version_id)
-    form = version.form(task.form_key)
-    # An open task shows its own data; a closed one shows the instance's data as it is now.
-    current = instance_data(session, instance, task.id if task.state == "open" else None)
+    main = session.get(HumanTask, task.parent_task_id) if task.kind == "signer" else task
+    form = version.form(main.form_key)
+    # An open task shows its own data (a signer: its main task's); a closed one the instance's data now.
+    current = instance_data(session, instance, main.id if main.state == "open" else None)
     data = {k: v for k, v in current.items() if form is None or k in form.properties}
     names = list(session.scalars(select(User.name).join(TaskCandidate, TaskCandidate.user_id == User.id)
                                  .where(TaskCandidate.task_id == task.id)))
-    return TaskView(task, instance, form, data, task.state == "open" and may_act(session, user, task), names)
+    signers = list(session.scalars(select(HumanTask).where(HumanTask.parent_task_id == task.id)
+                                   .order_by(HumanTask.created_at)))
+    grants = session.scalars(select(User).join(ProxyGrant, ProxyGrant.principal_id == User.id)
+                             .where(ProxyGrant.proxy_id == user.id, User.is_active.is_(True))).all()
+    proxy_for = [p for p in grants if task.state == "open" and may_act(session, p, task)]
+    ops = version.task_config(task.bpmn_id) if task.kind == "task" else SIGNER_CONFIG
+    if task.owner_id is not None:  # a delegate acts and hands back; deciding and passing on stay with the owner
+        ops = replace(ops, buttons=tuple(b for b in ops.buttons if b not in (*OWNER_ONLY, "delegate")))
+    return TaskView(task, instance, form, data, task.state == "open" and may_act(session, user, task), names,
+                    ops, signers, proxy_for)
 
 
 def _lock_open_task(session: Session, config: Config, user: User, task_id: str) -> tuple[Step, HumanTask]:
@@ -210,6 +230,8 @@ def complete(session: Session, config: Config, user: User, task_id: str, data: d
     if task.pending is not None:
         raise Conflict("this task is decided and waits for added signers", code="waiting_for_signers")
     ops = step.version.task_config(task.bpmn_id) if task.kind == "task" else None
+    if ops is not None and action == "approve" and not ops.allows("approve"):
+        raise Conflict("this task does not offer 'approve'", code="operation_not_allowed", action="approve")
     if task.kind == "signer":
         form_data, errors = {}, {}
     else:
@@ -271,12 +293,19 @@ def finish(step: Step, task: HumanTask, spiff_task, decided: dict) -> None:
     task.state, task.completed_by_id, task.completed_at = "completed", by, utcnow()
     task.opinion, task.pending = decided["opinion"], None
     extra = {k: decided.get(k) for k in ("decision", "action", "signature") if decided.get(k)}
+    label = step.version.task_config(task.bpmn_id).labels.get(decided.get("action") or "")
+    if label:  # the button's own wording (签收, 批示 …) is what the trail and the handling sheet show
+        extra["label"] = label
     if decided["for"]:
         principal = session.get(User, decided["for"])
         extra["on_behalf_of"] = {"id": principal.id, "name": principal.name}
-    step.event("task_completed", task_id=task.id, bpmn_id=task.bpmn_id, task_name=task.name,
+    # Recorded as the decider's act, also when the last added signer's signature completes it.
+    actor = step.actor
+    if decided["by"] != getattr(actor, "id", None):
+        actor = session.get(User, decided["by"]) if decided["by"] else None
+    step.event("task_completed", actor=actor, task_id=task.id, bpmn_id=task.bpmn_id, task_name=task.name,
                opinion=decided["opinion"], changes=changes, loop_item=task.loop_item, **extra)
-    step.origin_task_id = task.id
+    step.origin_task_id, step.decided_by = task.id, by
     if task.return_to_me and task.returned_from:  # 原路返回: straight back to the step that returned it
         step.jump(spiff_task, task.returned_from, returned_from=task.bpmn_id, to_me=False)
         step.run()

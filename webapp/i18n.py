@@ -31,7 +31,32 @@ ERROR_TEXT = {
     "conflict": _l("The data was changed by someone else in the meantime. Please reload and try again."),
     "stale": _l("The data was changed by someone else in the meantime. Please reload and try again."),
     "no_receiver": _l("No process is waiting for this message."),
+    "operation_not_allowed": _l("This step does not offer this operation."),
+    "waiting_for_signers": _l("Added signers are still involved in this task."),
+    "no_return_target": _l("There is no earlier step to return to."),
+    "not_a_return_target": _l("The chosen step is not an earlier step of this task."),
+    "no_such_step": _l("The chosen step does not exist in this process."),
+    "same_user": _l("Choose someone other than the task's current holder."),
+    "already_delegated": _l("This task is already delegated."),
+    "signer_acted": _l("This signer has already signed."),
+    "not_completer": _l("Only the person who completed this step can withdraw it."),
+    "next_step_acted": _l("The next step has already been acted on; it can no longer be withdrawn."),
+    "not_initiator": _l("Only the initiator can cancel this process."),
+    "not_urger": _l("Only the initiator or a supervisor can urge."),
+    "urged_recently": _l("You urged this process a short while ago. Please try again later."),
+    "nobody_to_urge": _l("Nobody holds an open task in this process."),
+    "not_a_proxy": _l("You may not record opinions on this person's behalf."),
+    "too_many_phrases": _l("You have 50 common opinions already; delete one first."),
+    "not_supervisor": _l("Only supervisors see the overdue list."),
+    "task_delegated": _l("This task was delegated to you: act on it and it goes back to its owner, who decides it."),
 }
+
+
+def buttons(config) -> list[dict]:
+    """The operations a task offers, with their labels (the task's own, else the translated default)."""
+    from engine.taskconfig import BUTTONS
+
+    return [{"action": b, "label": config.labels.get(b) or gettext(BUTTONS[b])} for b in config.buttons]
 
 
 def select_locale() -> str:

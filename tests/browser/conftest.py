@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -11,7 +12,12 @@ from pathlib import Path
 
 import httpx
 import pytest
+from playwright.sync_api import Page, expect
 
+from tests.conftest import DEMO_PASSWORD
+
+DESKTOP = {"width": 1280, "height": 900}
+PHONE = {"width": 375, "height": 812}
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-sync",
                  "--disable-background-networking", "--disable-component-update"]
@@ -61,3 +67,32 @@ def browser():
         instance = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield instance
         instance.close()
+
+
+@pytest.fixture
+def shots(artifacts, request):
+    """shots(page, name): a full-page screenshot, numbered per test module, in artifacts/browser/."""
+    folder = artifacts / "browser"
+    folder.mkdir(parents=True, exist_ok=True)
+    prefix = request.module.__name__.rsplit(".", 1)[-1].removeprefix("test_")
+    counter = iter(range(1, 1000))
+
+    def take(page: Page, name: str) -> None:
+        page.screenshot(path=str(folder / f"{prefix}-{next(counter):02d}-{name}.png"), full_page=True)
+    return take
+
+
+def login(browser, base: str, username: str, viewport=DESKTOP, **context) -> Page:
+    """A fresh browser context logged in as ``username``, on the inbox."""
+    page = browser.new_context(viewport=viewport, locale="zh-CN", **context).new_page()
+    page.goto(f"{base}/login")
+    page.fill("input[name=username]", username)
+    page.fill("input[name=password]", DEMO_PASSWORD)
+    page.click("button[type=submit]")
+    expect(page).to_have_url(re.compile(r"/inbox$"))
+    return page
+
+
+def no_horizontal_scroll(page: Page) -> None:
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= page.viewport_size["width"], f"page is {width}px wide on a {page.viewport_size['width']}px screen"

@@ -9,34 +9,10 @@ import re
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.conftest import DEMO_PASSWORD
+from tests.browser.conftest import PHONE, login, no_horizontal_scroll
 
 pytestmark = pytest.mark.browser
-DESKTOP = {"width": 1280, "height": 900}
-PHONE = {"width": 375, "height": 812}
 TITLE = "关于开展汛期安全生产大检查的通知"
-
-
-@pytest.fixture
-def shots(artifacts):
-    folder = artifacts / "browser"
-    folder.mkdir(parents=True, exist_ok=True)
-    counter = iter(range(1, 1000))
-
-    def take(page: Page, name: str) -> None:
-        page.screenshot(path=str(folder / f"{next(counter):02d}-{name}.png"), full_page=True)
-    return take
-
-
-def _login(browser, base: str, username: str, viewport=DESKTOP) -> Page:
-    context = browser.new_context(viewport=viewport, locale="zh-CN")
-    page = context.new_page()
-    page.goto(f"{base}/login")
-    page.fill("input[name=username]", username)
-    page.fill("input[name=password]", DEMO_PASSWORD)
-    page.click("button[type=submit]")
-    expect(page).to_have_url(re.compile(r"/inbox$"))
-    return page
 
 
 def _open_first_task(page: Page, tab: str = "mine") -> None:
@@ -45,13 +21,8 @@ def _open_first_task(page: Page, tab: str = "mine") -> None:
     expect(page.locator(".task-head h1")).to_be_visible()
 
 
-def _no_horizontal_scroll(page: Page) -> None:
-    width = page.evaluate("document.documentElement.scrollWidth")
-    assert width <= page.viewport_size["width"], f"page is {width}px wide on a {page.viewport_size['width']}px screen"
-
-
 def _submit(page: Page) -> None:
-    page.locator(".task-form button[type=submit]").click()
+    page.locator(".task-form button[type=submit]").first.click()
     page.wait_for_load_state()
 
 
@@ -60,7 +31,7 @@ def test_dispatch_from_draft_to_distribution(browser, server, shots, tmp_path):
     body.write_bytes(b"%PDF-1.4\n% emflow browser test\n")
 
     # 张伟 drafts: first submits an incomplete form and sees the field errors, then completes it.
-    page = _login(browser, server, "zhang.wei")
+    page = login(browser, server, "zhang.wei")
     page.goto(f"{server}/start")
     shots(page, "zhang.wei-start")
     page.click("form[action='/start/document_dispatch'] button")
@@ -75,47 +46,47 @@ def test_dispatch_from_draft_to_distribution(browser, server, shots, tmp_path):
     page.fill("textarea[name='f.main_recipients']", "各市应急管理局")
     page.set_input_files("input[name='upload.body_file']", str(body))
     page.check("input[name='f.countersign_units'][value='ZCFGC']")
-    page.fill("textarea[name='f.opinion']", "请审核")
+    page.fill("textarea[name='opinion']", "请审核")
     shots(page, "zhang.wei-draft")
     _submit(page)
     expect(page.locator(".flash-success")).to_contain_text("已办理")
     page.context.close()
 
     # 李娜 reviews (核稿).
-    page = _login(browser, server, "li.na")
+    page = login(browser, server, "li.na")
     expect(page.locator(".task-card").first).to_contain_text(TITLE)
     shots(page, "li.na-inbox")
     _open_first_task(page)
     expect(page.locator("#field-body_file .file-link")).to_have_text("正文.pdf")
     page.check("input[name='f.review_decision'][value='approve']")
-    page.fill("textarea[name='f.opinion']", "同意，请政策法规处会签")
+    page.fill("textarea[name='opinion']", "同意，请政策法规处会签")
     shots(page, "li.na-review")
     _submit(page)
     page.context.close()
 
     # 王芳 countersigns (会签) for 政策法规处.
-    page = _login(browser, server, "wang.fang")
+    page = login(browser, server, "wang.fang")
     _open_first_task(page)
     expect(page.locator(".task-head .tag")).to_have_text("政策法规处")
     page.check("input[name='f.countersign_decision'][value='agree']")
-    page.fill("textarea[name='f.opinion']", "无意见")
+    page.fill("textarea[name='opinion']", "无意见")
     _submit(page)
     page.context.close()
 
     # 刘洋 signs off (签发) on a phone.
-    page = _login(browser, server, "liu.yang", PHONE)
-    _no_horizontal_scroll(page)
+    page = login(browser, server, "liu.yang", PHONE)
+    no_horizontal_scroll(page)
     shots(page, "liu.yang-phone-inbox")
     _open_first_task(page)
-    _no_horizontal_scroll(page)
+    no_horizontal_scroll(page)
     page.check("input[name='f.sign_decision'][value='approve']")
-    page.fill("textarea[name='f.opinion']", "同意印发")
+    page.fill("textarea[name='opinion']", "同意印发")
     shots(page, "liu.yang-phone-sign-off")
     _submit(page)
     page.context.close()
 
     # 张伟 claims the distribution task once the number is allocated (a job in the server's worker thread).
-    page = _login(browser, server, "zhang.wei")
+    page = login(browser, server, "zhang.wei")
     for _ in range(50):
         page.goto(f"{server}/inbox?tab=group")
         if page.locator(".task-card").count():
@@ -150,23 +121,23 @@ def test_dispatch_from_draft_to_distribution(browser, server, shots, tmp_path):
     page.context.close()
 
     # The other demo users: scope decides what they see.
-    page = _login(browser, server, "admin")
+    page = login(browser, server, "admin")
     page.goto(f"{server}/instances")
     expect(page.locator(".cards .card")).to_have_count(1)
     page.goto(f"{server}/admin")
     shots(page, "admin")
     page.context.close()
-    page = _login(browser, server, "zhou.qiang")
+    page = login(browser, server, "zhou.qiang")
     expect(page.locator(".empty")).to_be_visible()
     page.context.close()
     for username in ("chen.jie", "zhao.min"):
-        page = _login(browser, server, username, PHONE)
+        page = login(browser, server, username, PHONE)
         page.goto(f"{server}/instances")
         expect(page.locator(".empty")).to_be_visible()
-        _no_horizontal_scroll(page)
+        no_horizontal_scroll(page)
         shots(page, f"{username}-sees-nothing-of-the-province")
         page.context.close()
-    page = _login(browser, server, "qiye.hg001", PHONE)
+    page = login(browser, server, "qiye.hg001", PHONE)
     page.goto(f"{server}/start")
     expect(page.locator(".empty")).to_be_visible()
     page.context.close()

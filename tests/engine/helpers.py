@@ -5,9 +5,12 @@ Every write goes through ``db.transaction()`` exactly as the web layer does; eve
 """
 from __future__ import annotations
 
+import base64
 import io
 import json
+import struct
 import time
+import zlib
 from collections.abc import Callable
 from typing import Any
 
@@ -32,6 +35,20 @@ def load_user(session, username: str) -> User:
     found = session.scalar(select(User).where(User.username == username))
     assert found is not None, f"no user {username!r}"
     return found
+
+
+def png(width: int = 120, height: int = 40) -> bytes:
+    """A real PNG image, as a signature pad draws it: a grey diagonal stroke on white."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    raw = b"".join(b"\x00" + bytes(0x40 if abs(x - 3 * y) < 3 else 0xFF for x in range(width)) for y in range(height))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+
+
+def data_url(image: bytes, kind: str = "png") -> str:
+    """An image as the data URL a signature pad posts."""
+    return f"data:image/{kind};base64," + base64.b64encode(image).decode()
 
 
 # -- 发文 (document_dispatch) ----------------------------------------------------------------------

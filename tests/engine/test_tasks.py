@@ -106,8 +106,8 @@ def test_counts_match_the_inbox_tabs(db, config, registry):
     start(db, config, "zhang.wei")
     start(db, config, "zhang.wei")
 
-    assert counts(db, "zhang.wei") == {"mine": 2, "group": 1}
-    assert counts(db, "li.na") == {"mine": 0, "group": 0}
+    assert counts(db, "zhang.wei") == {"mine": 2, "group": 1, "cc": 0}
+    assert counts(db, "li.na") == {"mine": 0, "group": 0, "cc": 0}
 
 
 def test_unassigned_is_for_admins_only(db, config):

@@ -68,9 +68,9 @@ def test_whole_dispatch_through_the_pages(web, client, db, config, registry):
         assert _submit(client, task_path, fields).status_code == 302
         return task_path
 
-    act("li.na", {"f.review_decision": "approve", "f.opinion": "同意，请会签"})
-    act("wang.fang", {"f.countersign_decision": "agree", "f.opinion": "无意见"})
-    act("liu.yang", {"f.sign_decision": "approve", "f.opinion": "同意印发"})
+    act("li.na", {"f.review_decision": "approve", "opinion": "同意，请会签"})
+    act("wang.fang", {"f.countersign_decision": "agree", "opinion": "无意见"})
+    act("liu.yang", {"f.sign_decision": "approve", "opinion": "同意印发"})
     for job_id in jobs.due_jobs(db):
         assert jobs.execute(db, config, registry, job_id) == "done"
     web.login("zhang.wei")

@@ -80,12 +80,24 @@ def authenticate() -> None:
 
 
 def init_api(app: Flask, csrf) -> Api:
-    from . import attachments, auth, connectors, messages, models, notifications, process_instances, tasks
+    from . import (
+        attachments,
+        auth,
+        connectors,
+        messages,
+        models,
+        notifications,
+        opinions,
+        process_instances,
+        sheets,
+        tasks,
+    )
 
     api = EmflowApi(app, spec_kwargs={"components": {"securitySchemes": {
         "bearer": {"type": "http", "scheme": "bearer"}}}, "security": [{"bearer": []}]})
     app.before_request(authenticate)
-    for module in (auth, models, process_instances, tasks, messages, attachments, notifications, connectors):
+    for module in (auth, models, process_instances, tasks, messages, attachments, notifications, connectors,
+                   opinions, sheets):
         csrf.exempt(module.blp)
         api.register_blueprint(module.blp, url_prefix=f"/api/v1{module.PREFIX}")
 

@@ -5,13 +5,22 @@ from flask import g
 from flask_smorest import Blueprint
 from sqlalchemy import select
 
-from engine import instances
+from engine import instances, operations
 from engine.models import ProcessInstance, ProcessVersion
 from engine.runtime import instance_data
 
 from ..platform import platform
 from . import serial
-from .schemas import AdminAction, InstanceArgs, InstanceCreate, InstanceDetail, InstanceOut, paged
+from .schemas import (
+    AdminAction,
+    InstanceArgs,
+    InstanceCreate,
+    InstanceDetail,
+    InstanceOut,
+    OpinionOnly,
+    ReadReceipt,
+    paged,
+)
 
 PREFIX = "/process-instances"
 blp = Blueprint("api_instances", __name__, description="Process instances")
@@ -87,3 +96,39 @@ def resume(body, instance_id: int):
 def terminate(body, instance_id: int):
     """End an instance for good (process administrators)."""
     return _admin(instances.terminate, instance_id, body)
+
+
+@blp.route("/<int:instance_id>/cancel", methods=["POST"])
+@blp.arguments(OpinionOnly)
+@blp.response(200, InstanceDetail)
+def cancel(body, instance_id: int):
+    """Cancel (撤销) the whole instance: its initiator, where the process allows it."""
+    with platform().db.transaction() as s:
+        return _detail(s, operations.cancel(s, platform().config, g.user, instance_id, body["opinion"]))
+
+
+@blp.route("/<int:instance_id>/urge", methods=["POST"])
+@blp.arguments(OpinionOnly)
+@blp.response(200)
+def urge(body, instance_id: int):
+    """Urge (催办) the current assignees: the initiator or a supervisor; once per 30 minutes per urger."""
+    with platform().db.transaction() as s:
+        return {"notified": operations.urge(s, platform().config, g.user, instance_id, body["opinion"])}
+
+
+@blp.route("/<int:instance_id>/read", methods=["POST"])
+@blp.response(200)
+def mark_read(instance_id: int):
+    """Record that the caller has read an instance copied to them (the read receipt)."""
+    with platform().db.transaction() as s:
+        instances.get(s, g.user, instance_id)
+        return {"updated": operations.mark_copies_read(s, g.user, instance_id)}
+
+
+@blp.route("/<int:instance_id>/copies", methods=["GET"])
+@blp.response(200, ReadReceipt(many=True))
+def read_receipts(instance_id: int):
+    """Who the instance was copied to, and when each read it."""
+    with platform().db.session() as s:
+        instances.get(s, g.user, instance_id)
+        return [{"name": n, "copied_at": c, "read_at": r} for n, c, r in operations.read_receipts(s, instance_id)]

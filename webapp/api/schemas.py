@@ -75,12 +75,25 @@ class TaskOut(ma.Schema):
     completed_by = f.String(allow_none=True)
     completed_at = f.DateTime(allow_none=True)
     opinion = f.String(allow_none=True)
+    kind = f.String(metadata={"description": "task, or signer for an added signer"})
+    parent_task_id = f.String(allow_none=True)
+    sign_position = f.String(allow_none=True)
+    delegated_by = f.String(allow_none=True)
+    blocked = f.Boolean()
+    waiting_for_signers = f.Boolean()
+    returned_from = f.String(allow_none=True)
+    straight_back = f.Boolean()
 
 
 class TaskDetail(TaskOut):
     form_schema = f.Dict()
     data = f.Dict()
     can_act = f.Boolean()
+    buttons = f.List(f.Dict(), metadata={"description": "[{action, label}] the task offers"})
+    require_opinion = f.List(f.String())
+    signature = f.String(metadata={"description": "none | optional | required"})
+    signers = f.List(f.Nested(TaskOut), metadata={"description": "signers added to this task"})
+    proxy_for = f.List(f.String(), metadata={"description": "usernames whose opinions the caller may record here"})
 
 
 class EventOut(ma.Schema):
@@ -144,11 +157,87 @@ class AdminAction(ma.Schema):
 
 
 class TaskArgs(PagingArgs):
-    scope = f.String(load_default="mine", validate=ma.validate.OneOf(("mine", "group", "done", "unassigned")))
+    scope = f.String(load_default="mine", validate=ma.validate.OneOf(
+        ("mine", "group", "done", "unassigned", "cc", "overdue")), metadata={
+        "description": "cc lists what was copied to the caller (CopyOut items); overdue needs instance.supervise"})
 
 
 class CompleteRequest(ma.Schema):
     data = f.Dict(required=True)
+    opinion = f.String(load_default=None, allow_none=True, validate=ma.validate.Length(max=4000))
+    signature = f.String(load_default=None, allow_none=True, metadata={"description": "PNG data URL"})
+    on_behalf_of = f.String(load_default=None, allow_none=True,
+                            metadata={"description": "record this leader's paper opinion (领导意见代录)"})
+
+
+class ApproveRequest(CompleteRequest):
+    data = f.Dict(load_default=dict)
+
+
+class OpinionRequest(ma.Schema):
+    opinion = f.String(load_default=None, allow_none=True, validate=ma.validate.Length(max=4000))
+    signature = f.String(load_default=None, allow_none=True)
+    on_behalf_of = f.String(load_default=None, allow_none=True)
+
+
+class OpinionOnly(ma.Schema):
+    opinion = f.String(load_default=None, allow_none=True, validate=ma.validate.Length(max=4000))
+
+
+class ReadReceipt(ma.Schema):
+    name = f.String()
+    copied_at = f.DateTime()
+    read_at = f.DateTime(allow_none=True)
+
+
+class ReturnRequest(OpinionRequest):
+    target = f.String(load_default=None, allow_none=True, metadata={"description": "bpmn id; default: previous"})
+    straight_back = f.Boolean(load_default=False, metadata={"description": "原路返回"})
+
+
+class ReturnTarget(ma.Schema):
+    bpmn_id = f.String()
+    name = f.String()
+    completed_by = f.String()
+    completed_at = f.DateTime()
+
+
+class HandOverRequest(ma.Schema):
+    to = f.String(required=True)
+    opinion = f.String(load_default=None, allow_none=True, validate=ma.validate.Length(max=4000))
+
+
+class SignersRequest(ma.Schema):
+    users = f.List(f.String(), required=True, validate=ma.validate.Length(min=1, max=20))
+    position = f.String(required=True, validate=ma.validate.OneOf(("before", "after", "parallel")))
+    opinion = f.String(load_default=None, allow_none=True, validate=ma.validate.Length(max=4000))
+
+
+class CopyRequest(ma.Schema):
+    users = f.List(f.String(), load_default=list)
+    units = f.List(f.String(), load_default=list)
+    note = f.String(load_default="", validate=ma.validate.Length(max=1000))
+
+
+class CopyOut(ma.Schema):
+    id = f.Integer()
+    instance_id = f.Integer()
+    instance_title = f.String()
+    task_id = f.String(allow_none=True)
+    sender = f.String(allow_none=True)
+    note = f.String()
+    created_at = f.DateTime()
+    read_at = f.DateTime(allow_none=True)
+
+
+class PhraseOut(ma.Schema):
+    id = f.Integer()
+    text = f.String()
+    own = f.Boolean()
+
+
+class PhraseRequest(ma.Schema):
+    text = f.String(required=True, validate=ma.validate.Length(min=1, max=200))
 
 
 class AssignRequest(ma.Schema):

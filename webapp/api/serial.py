@@ -31,7 +31,8 @@ def tasks_out(session: Session, rows: list[HumanTask], known: dict[int, str] | N
                             .outerjoin(Group, Group.id == TaskCandidate.group_id)
                             .where(TaskCandidate.task_id.in_(ids))).all() if ids else []
     names = dict(known or {})
-    missing = ({t.assignee_id for t in rows} | {t.completed_by_id for t in rows}) - set(names) - {None}
+    missing = ({t.assignee_id for t in rows} | {t.completed_by_id for t in rows} | {t.owner_id for t in rows}) \
+        - set(names) - {None}
     if missing:
         names.update(session.execute(select(User.id, User.username).where(User.id.in_(missing))).all())
     out = []
@@ -43,7 +44,10 @@ def tasks_out(session: Session, rows: list[HumanTask], known: dict[int, str] | N
             "candidates": [u for tid, u, _ in cands if tid == t.id and u],
             "candidate_groups": [g for tid, _, g in cands if tid == t.id and g],
             "created_at": t.created_at, "due_at": t.due_at, "completed_by": names.get(t.completed_by_id),
-            "completed_at": t.completed_at, "opinion": t.opinion,
+            "completed_at": t.completed_at, "opinion": t.opinion, "kind": t.kind, "parent_task_id": t.parent_task_id,
+            "sign_position": t.sign_position, "delegated_by": names.get(t.owner_id), "blocked": t.blocked,
+            "waiting_for_signers": t.pending is not None, "returned_from": t.returned_from,
+            "straight_back": t.return_to_me,
         })
     return out
 
@@ -69,3 +73,11 @@ def instance_summary(session: Session, inst: ProcessInstance) -> dict:
                            .order_by(HumanTask.created_at)).all()
     body["tasks"] = tasks_out(session, [r[0] for r in rows], known={uid: name for _, uid, name in rows if uid})
     return body
+
+
+def copy_out(row) -> dict:
+    """A (TaskCopy, instance title, sender name, total) row from engine.operations.copies."""
+    copy, title, sender = row[0], row[1], row[2]
+    return {"id": copy.id, "instance_id": copy.instance_id, "instance_title": title, "task_id": copy.task_id,
+            "sender": sender, "note": copy.note, "created_at": copy.created_at, "read_at": copy.read_at}
+

@@ -12,9 +12,10 @@ from engine.models import Unit, User
 
 from .. import i18n
 from ..platform import platform
-from . import admin, auth, files, inbox, instances, lookup, notices, processes, taskpage
+from . import admin, auth, files, inbox, instances, lookup, notices, opinions, processes, sheet, taskpage
 
-BLUEPRINTS = (auth.bp, inbox.bp, processes.bp, taskpage.bp, instances.bp, files.bp, notices.bp, admin.bp, lookup.bp)
+BLUEPRINTS = (auth.bp, inbox.bp, processes.bp, taskpage.bp, instances.bp, files.bp, notices.bp, admin.bp, lookup.bp,
+              sheet.bp, opinions.bp)
 
 def register(app: Flask) -> None:
     for bp in BLUEPRINTS:
@@ -24,6 +25,8 @@ def register(app: Flask) -> None:
     app.jinja_env.globals["status_text"] = status_text
     app.jinja_env.globals["event_text"] = event_text
     app.jinja_env.globals["item_label"] = item_label
+    app.jinja_env.globals.update(decision_text=decision_text, position_text=position_text, reason_text=reason_text,
+                                  category_text=category_text)
 
     @app.context_processor
     def badges():
@@ -64,7 +67,8 @@ def item_label(value) -> str:
 def status_text(status: str) -> str:
     return {"running": _("Running"), "suspended": _("Suspended"), "completed": _("Completed"),
             "terminated": _("Terminated"), "error": _("Error"), "open": _("Open"),
-            "cancelled": _("Cancelled")}.get(status, status)
+            "cancelled": _("Cancelled"), "returned": _("Returned"), "withdrawn": _("Withdrawn"),
+            "waiting": _("Waiting")}.get(status, status)
 
 
 def event_text(kind: str) -> str:
@@ -75,5 +79,41 @@ def event_text(kind: str) -> str:
         "resumed": _("Resumed"), "terminated": _("Terminated"), "timer_fired": _("Timer fired"),
         "message_received": _("Message received"), "service_call_queued": _("Service call queued"),
         "service_call_completed": _("Service call completed"), "service_result_ignored": _("Late result ignored"),
-        "incident": _("Incident"),
+        "incident": _("Incident"), "task_returned": _("Returned"), "task_transferred": _("Transferred"),
+        "task_delegated": _("Delegated"), "delegation_resolved": _("Handled by the delegate"),
+        "signers_added": _("Signers added"), "signer_removed": _("Signer removed"), "signer_signed": _("Signed"),
+        "task_decided": _("Decided, waiting for added signers"), "task_released": _("Added signers have signed"),
+        "task_withdrawn": _("Withdrawn"), "rejected": _("Rejected, process ended"), "cancelled": _("Cancelled"),
+        "copied": _("Copied to"), "urged": _("Urged"), "task_overdue_reminded": _("Overdue reminder"),
+        "task_escalated": _("Escalated"), "task_escalation_failed": _("Escalation found no leader"),
+        "task_timed_out": _("Handled automatically after the deadline"),
+        "task_auto_completed": _("Approved automatically"),
     }.get(kind, kind)
+
+
+def decision_text(decision: str | None, action: str | None = None) -> str:
+    """The decision recorded with a completion, in words (同意, 驳回); empty for a plain submission."""
+    return {"approve": _("Approved"), "reject": _("Rejected")}.get(decision or "", "") if action != "timeout" else ""
+
+
+def category_text(category: str) -> str:
+    return {"task": _("Task"), "reminder": _("Reminder"), "urge": _("Urge"), "cc": _("Copy to"),
+            "alarm": _("Alarm")}.get(category, category)
+
+
+def position_text(position: str | None) -> str:
+    return {"before": _("before me"), "after": _("after me"), "parallel": _("in parallel")}.get(position or "", "")
+
+
+def reason_text(reason: str | None) -> str:
+    """Why an approver rule completed a task by itself (the engine records the reason in English)."""
+    if not reason:
+        return ""
+    for key, text in (("same person", _("the same person approved the previous step")),
+                      ("initiator", _("the approver is the initiator")),
+                      ("skipped", _("nobody matched the assignment rule; the step was skipped")),
+                      ("matched nobody", _("nobody matched the assignment rule")),
+                      ("nobody matched", _("nobody matched the assignment rule"))):
+        if key in reason:
+            return text
+    return reason

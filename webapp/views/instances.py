@@ -7,10 +7,12 @@ from flask import Blueprint, abort, flash, g, redirect, render_template, request
 from flask_babel import gettext as _
 from sqlalchemy import select
 
-from engine import instances
-from engine.models import ProcessModel
+from engine import instances, operations
+from engine.errors import Conflict, Forbidden
+from engine.models import ProcessModel, TaskCopy, User
 from engine.versions import VERSIONS
 
+from .. import i18n
 from ..platform import platform
 from ..security import login_required, permission_required
 
@@ -48,11 +50,50 @@ def index():
 @bp.route("/<int:instance_id>")
 @login_required
 def show(instance_id: int):
+    user = g.user
     with platform().db.session() as s:
-        inst = instances.get(s, g.user, instance_id)
+        inst = instances.get(s, user, instance_id)
         version = VERSIONS.get(s, inst.version_id)
-        return render_template("instance.html", instance=inst, version=version, diagram=version.diagram_xml,
-                               history=instances.history(s, inst.id), active=instances.active_tasks(s, inst.id))
+        active = instances.active_tasks(s, inst.id)
+        live = inst.status in ("running", "suspended")
+        unread = s.scalar(select(TaskCopy.id).where(TaskCopy.instance_id == inst.id, TaskCopy.user_id == user.id,
+                                                    TaskCopy.read_at.is_(None)).limit(1)) is not None
+        page = render_template(
+            "instance.html", instance=inst, version=version, diagram=version.diagram_xml,
+            history=instances.history(s, inst.id), active=active, receipts=operations.read_receipts(s, inst.id),
+            holders=dict(s.execute(select(User.id, User.name).where(
+                User.id.in_({t.assignee_id for t in active if t.assignee_id}))).all()),
+            can_urge=inst.status == "running" and bool(active) and (
+                inst.initiator_id == user.id or user.can("instance.supervise") or user.can("instance.admin")),
+            can_cancel=live and inst.initiator_id == user.id and bool(version.meta.get("allow_cancel")))
+    if unread:  # opening an instance copied to me is the read receipt
+        with platform().db.transaction() as s:
+            operations.mark_copies_read(s, user, instance_id)
+    return page
+
+
+@bp.route("/<int:instance_id>/urge", methods=["POST"])
+@login_required
+def urge(instance_id: int):
+    try:
+        with platform().db.transaction() as s:
+            n = operations.urge(s, platform().config, g.user, instance_id, request.form.get("opinion", "").strip())
+        flash(_("Urged: %(n)s person(s) notified.", n=n), "success")
+    except (Conflict, Forbidden) as exc:
+        flash(i18n.error_text(exc), "error")
+    return redirect(url_for("instances.show", instance_id=instance_id))
+
+
+@bp.route("/<int:instance_id>/cancel", methods=["POST"])
+@login_required
+def cancel(instance_id: int):
+    try:
+        with platform().db.transaction() as s:
+            operations.cancel(s, platform().config, g.user, instance_id, request.form.get("opinion", "").strip())
+        flash(_("The process is cancelled."), "success")
+    except (Conflict, Forbidden) as exc:
+        flash(i18n.error_text(exc), "error")
+    return redirect(url_for("instances.show", instance_id=instance_id))
 
 
 @bp.route("/<int:instance_id>/<any(suspend, resume, terminate):action>", methods=["POST"])

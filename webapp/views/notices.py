@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 from flask import Blueprint, g, redirect, render_template, request, url_for
+from sqlalchemy import select
 
 from engine import notifications
+from engine.models import Notification
 
 from ..platform import platform
 from ..security import login_required
@@ -18,6 +20,18 @@ def index():
     with platform().db.session() as s:
         items, total = notifications.for_user(s, g.user, page=page)
     return render_template("notifications.html", items=items, total=total, page=page, per_page=20)
+
+
+@bp.route("/<int:note_id>/open", methods=["POST"])
+@login_required
+def open_one(note_id: int):
+    """Follow a notification's link, marking it read on the way."""
+    with platform().db.transaction() as s:
+        notifications.mark_read(s, g.user, [note_id])
+        link = s.scalar(select(Notification.link).where(Notification.id == note_id,
+                                                        Notification.user_id == g.user.id))
+    # Only our own paths: a link is stored by the engine, but never follow one off the site.
+    return redirect(link if link and link.startswith("/") and not link.startswith("//") else url_for(".index"))
 
 
 @bp.route("/read", methods=["POST"])

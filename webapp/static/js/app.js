@@ -44,6 +44,86 @@
     });
   });
 
+  // Common opinions: a tap puts the phrase into the opinion box; "save" keeps the typed text as one's own.
+  var opinion = document.querySelector('[data-opinion]');
+  document.querySelectorAll('[data-phrase]').forEach(function (chip) {
+    chip.addEventListener('click', function () {
+      if (!opinion) { return; }
+      var text = chip.getAttribute('data-phrase');
+      opinion.value = opinion.value.trim() && opinion.value.indexOf(text) === -1 ? opinion.value.trim() + '，' + text : text;
+      opinion.focus();
+    });
+  });
+  var saver = document.querySelector('[data-save-phrase]');
+  if (saver && opinion) {
+    saver.addEventListener('click', function () {
+      var text = opinion.value.trim();
+      var token = document.querySelector('input[name=csrf_token]');
+      if (!text || !token) { return; }
+      fetch('/opinions', { method: 'POST', credentials: 'same-origin',
+        headers: { 'Content-Type': 'application/x-www-form-urlencoded', 'X-CSRFToken': token.value, 'Accept': 'application/json' },
+        body: 'text=' + encodeURIComponent(text) })
+        .then(function (r) { return r.json().then(function (body) { return { ok: r.ok, body: body }; }); })
+        .then(function (res) { saver.textContent = res.ok ? saver.getAttribute('data-saved') : res.body.message; saver.disabled = res.ok; });
+    });
+  }
+  // Panels for other operations start with what was typed as the opinion, and the same "whose opinion".
+  document.querySelectorAll('details.op').forEach(function (details) {
+    details.addEventListener('toggle', function () {
+      if (!details.open) { return; }
+      var box = details.querySelector('[data-copy-opinion]');
+      if (box && opinion && !box.value) { box.value = opinion.value; }
+      var proxy = details.querySelector('[data-copy-proxy]');
+      var chosen = document.querySelector('select[name=on_behalf_of]');
+      if (proxy && chosen) { proxy.value = chosen.value; }
+    });
+  });
+
+  // Handwritten signature: draw with a finger, pen or mouse; the PNG goes in a hidden field on submit.
+  document.querySelectorAll('[data-signature]').forEach(function (block) {
+    var canvas = block.querySelector('canvas');
+    var field = block.querySelector('input[name=signature]');
+    var ctx = canvas.getContext('2d');
+    var drawn = false, last = null;
+    function size() {
+      var ratio = window.devicePixelRatio || 1, width = canvas.clientWidth, height = canvas.clientHeight;
+      canvas.width = Math.round(width * ratio); canvas.height = Math.round(height * ratio);
+      ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
+      ctx.lineWidth = 2.6; ctx.lineCap = 'round'; ctx.lineJoin = 'round'; ctx.strokeStyle = '#111';
+      if (field.value) {  // a signature kept after a failed validation is shown again
+        var img = new Image();
+        img.onload = function () { ctx.drawImage(img, 0, 0, width, height); drawn = true; };
+        img.src = field.value;
+      }
+    }
+    function point(event) {
+      var box = canvas.getBoundingClientRect();
+      return { x: event.clientX - box.left, y: event.clientY - box.top };
+    }
+    canvas.addEventListener('pointerdown', function (event) {
+      canvas.setPointerCapture(event.pointerId); last = point(event);
+      ctx.beginPath(); ctx.arc(last.x, last.y, 1.2, 0, Math.PI * 2); ctx.fill(); drawn = true;
+      event.preventDefault();
+    });
+    canvas.addEventListener('pointermove', function (event) {
+      if (!last) { return; }
+      var p = point(event);
+      ctx.beginPath(); ctx.moveTo(last.x, last.y); ctx.lineTo(p.x, p.y); ctx.stroke();
+      last = p; event.preventDefault();
+    });
+    ['pointerup', 'pointercancel', 'pointerleave'].forEach(function (name) {
+      canvas.addEventListener(name, function () { last = null; });
+    });
+    block.querySelector('[data-clear-signature]').addEventListener('click', function () {
+      ctx.clearRect(0, 0, canvas.width, canvas.height); drawn = false; field.value = '';
+    });
+    var form = block.closest('form');
+    form.addEventListener('submit', function () {
+      field.value = drawn ? canvas.toDataURL('image/png') : '';
+    });
+    size();
+  });
+
   // Confirm destructive actions.
   document.addEventListener('click', function (event) {
     var button = event.target.closest('[data-confirm]');
