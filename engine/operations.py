@@ -36,7 +36,7 @@ from .models import (
 )
 from .org import leader_of
 from .runtime import Step, _reaches
-from .tasks import OWNER_ONLY, _acting_for, _lock_open_task, complete, finish, may_act
+from .tasks import OWNER_ONLY, _acting_for, _lock_open_task, complete, finish, may_act, notify_signer
 
 POSITIONS = ("before", "after", "parallel")
 URGE_INTERVAL = timedelta(minutes=30)
@@ -292,9 +292,9 @@ def add_signers(session: Session, config: Config, user, task_id: str, usernames:
         task.blocked = True
     step.event("signers_added", task_id=task.id, bpmn_id=task.bpmn_id, task_name=task.name, opinion=opinion,
                position=position, signers=[{"id": s.id, "name": s.name} for s in signers])
-    if position != "after":
-        notifications.send(session, signers, f"加签：{task.name}", step.instance.title, "task",
-                           f"/instances/{task.instance_id}", step.instance.id)
+    session.flush()
+    for row in rows if position != "after" else []:  # "after" signers hear once the holder has decided
+        notify_signer(session, row, step.instance.title)
     session.flush()
     return rows
 

@@ -8,7 +8,7 @@ from SpiffWorkflow.util.task import TaskState
 from sqlalchemy import delete, exists, func, or_, select
 from sqlalchemy.orm import Session
 
-from . import files, signatures
+from . import files, notifications, signatures
 from .config import Config
 from .db import page_of
 from .errors import Conflict, Forbidden, NotFound, ValidationFailed
@@ -263,12 +263,19 @@ def complete(session: Session, config: Config, user: User, task_id: str, data: d
         for signer in waiting:
             if signer.state == "planned":
                 signer.state, signer.created_at = "open", utcnow()
+                notify_signer(session, signer, step.instance.title)
         step.event("task_decided", task_id=task.id, bpmn_id=task.bpmn_id, task_name=task.name, opinion=opinion,
                    decision=decision, waiting_for=[s.id for s in waiting])
         step.save()
         return step.instance
     finish(step, task, spiff_task, decided)
     return step.instance
+
+
+def notify_signer(session: Session, signer: HumanTask, title: str) -> None:
+    """Tell an added signer that their signature is wanted now, with a link to their task."""
+    notifications.send(session, [session.get(User, signer.assignee_id)], f"加签：{signer.name}", title, "task",
+                       f"/tasks/{signer.id}", signer.instance_id)
 
 
 def finish(step: Step, task: HumanTask, spiff_task, decided: dict) -> None:

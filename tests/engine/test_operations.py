@@ -662,10 +662,18 @@ def sign(db, config, username: str, signer_task: str, opinion: str) -> None:
         tasks.complete(s, config, load_user(s, username), signer_task, {}, opinion=opinion, decision="approve")
 
 
+def links(db, username: str) -> list[str]:
+    """The links of the user's notifications about added signatures."""
+    with db.session() as s:
+        notes, _ = notifications.for_user(s, load_user(s, username))
+    return [n.link for n in notes if n.title.startswith("加签")]
+
+
 def test_a_signer_before_signs_first(db, config):
     instance_id, b = at(db, config, "b")
 
     rows = act(db, config, "li.na", operations.add_signers, b, ["wang.fang"], "before", "请王处先签")
+    assert links(db, "wang.fang") == [f"/tasks/{rows[0].id}"]
 
     assert [(r.kind, r.sign_position, r.state, r.parent_task_id) for r in rows] == [("signer", "before", "open", b)]
     assert opened(db, instance_id) == [("b", "li.na"), ("b+before", "wang.fang")]
@@ -693,7 +701,9 @@ def test_a_signer_after_signs_once_the_owner_has_decided(db, config):
 
     assert task_row(db, row.id).state == "planned"
     assert opened(db, instance_id) == [("b", "li.na")]
+    assert links(db, "wang.fang") == []  # nothing to do yet
     approve(db, config, "li.na", b, {"note": "李娜意见"}, opinion="同意，请王处复核")
+    assert links(db, "wang.fang") == [f"/tasks/{row.id}"]  # now: straight to the signer's own task
 
     assert task_row(db, b).pending is not None
     assert opened(db, instance_id) == [("b", "li.na"), ("b+after", "wang.fang")]
