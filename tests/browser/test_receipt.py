@@ -107,6 +107,11 @@ def test_leader_signs_by_hand_on_a_phone(browser, server, shots, db, config):
     page.locator(".op-cc button[type=submit]").click()
     expect(page.locator(".flash-success")).to_contain_text("已抄送")
     page.context.close()
+    page = login(browser, server, "wang.fang")
+    page.locator(".task-card a").first.click()
+    page.locator(".more-ops summary", has_text="加签").click()
+    shots(page, "wang.fang-desktop-handle")
+    page.context.close()
 
     # 周强 reads it under 抄送我的; the read receipt shows on the instance.
     page = login(browser, server, "zhou.qiang", PHONE)

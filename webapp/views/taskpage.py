@@ -60,6 +60,7 @@ def _render(task_id: str, submitted: dict | None = None, errors: dict | None = N
         names = _names(s, [task.owner_id, task.assignee_id, *(t.assignee_id for t in view.signers)])
         main = s.get(HumanTask, task.parent_task_id) if task.kind == "signer" else None
         entered = entered or {}
+        primary = [b for b in buttons if b["action"] in ("submit", "approve", "reject")]
         units = s.execute(select(Unit.code, Unit.name).order_by(Unit.sort_order, Unit.id)).all() \
             if acting and "cc" in allowed else []
         return render_template(
@@ -70,7 +71,8 @@ def _render(task_id: str, submitted: dict | None = None, errors: dict | None = N
             claimable=task.state == "open" and task.assignee_id is None and view.can_act,
             unclaimable=task.state == "open" and task.assignee_id == g.user.id and bool(view.candidates),
             has_errors=bool(errors), errors=errors, names=names, main=main,
-            primary=[b for b in buttons if b["action"] in ("submit", "approve", "reject")],
+            primary=primary, opinion_needed=any(view.config.opinion_required(b["action"]) for b in primary
+                                                if b["action"] != "reject") and task.kind == "task",
             panels=[b for b in buttons if b["action"] in PANELS and (b["action"] != "return" or targets)],
             targets=targets, units=units, phrases=operations.phrases(s, g.user) if acting or view.can_act else [],
             opinion=entered.get(OPINION, data.get(OPINION) or ""), signature=entered.get("signature", ""),
