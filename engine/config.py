@@ -26,6 +26,7 @@ class Config:
     instance_path: Path
     redis_url: str | None = None
     secret_key: str = ""
+    secrets_key: str = ""  # Fernet key(s) for stored secrets, comma-separated (the first encrypts)
     processes_dir: Path = field(default_factory=lambda: _data_dir("processes"))
     forms_dir: Path = field(default_factory=lambda: _data_dir("forms"))
     upload_dir: Path | None = None
@@ -54,6 +55,7 @@ class Config:
     scheduler_interval: float = 0.5
     embedded_workers: int = 2
     timezone: str = "Asia/Shanghai"
+    public_url: str = "http://127.0.0.1:5000"  # how outside systems reach us (callback URLs)
 
     @property
     def embedded(self) -> bool:
@@ -82,7 +84,10 @@ class Config:
             "database_url": env.get("EMFLOW_DATABASE_URL") or f"sqlite:///{instance / 'emflow.sqlite'}",
             "redis_url": env.get("EMFLOW_REDIS_URL") or None,
             "secret_key": env.get("EMFLOW_SECRET_KEY", ""),
+            "secrets_key": env.get("EMFLOW_SECRETS_KEY", ""),
         }
+        if env.get("EMFLOW_PUBLIC_URL"):
+            values["public_url"] = env["EMFLOW_PUBLIC_URL"].rstrip("/")
         if env.get("EMFLOW_UPLOAD_DIR"):
             values["upload_dir"] = Path(env["EMFLOW_UPLOAD_DIR"])
         values.update(overrides)

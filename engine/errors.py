@@ -74,3 +74,10 @@ class AssignmentError(EngineError):
 
     status = 422
     code = "assignment_error"
+
+
+class Misconfigured(EngineError):
+    """The platform is set up wrongly (a missing key, an unusable connector configuration)."""
+
+    status = 500
+    code = "misconfigured"

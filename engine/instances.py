@@ -9,6 +9,7 @@ from SpiffWorkflow.util.task import TaskState
 from sqlalchemy import delete, exists, or_, select, update
 from sqlalchemy.orm import Session
 
+from . import incidents
 from .config import Config
 from .db import page_of
 from .errors import Conflict, Forbidden, NotFound, ValidationFailed
@@ -181,7 +182,9 @@ def suspend(session: Session, config: Config, user: User, instance_id: int, reas
     return step.instance
 
 
-def resume(session: Session, config: Config, user: User, instance_id: int, reason: str = "") -> ProcessInstance:
+def resume(session: Session, config: Config, user: User, instance_id: int, reason: str = "",
+           resolution: str = "resumed") -> ProcessInstance:
+    """Let a suspended or failed instance move again; its open incidents count as handled."""
     _require_admin(user)
     get(session, user, instance_id)
     step = Step.open(session, config, instance_id, user)
@@ -189,6 +192,7 @@ def resume(session: Session, config: Config, user: User, instance_id: int, reaso
         raise Conflict(f"the process instance is {step.instance.status}", code="instance_not_suspended")
     step.instance.status, step.instance.error = "running", None
     step.event("resumed", opinion=reason or None)
+    incidents.resolve_open(session, user, instance_id, resolution, reason)
     # Failed calls get a fresh set of attempts; results that arrived while suspended are applied.
     session.execute(update(Job).where(Job.instance_id == instance_id, Job.status == "failed")
                     .values(status="pending", attempts=0, available_at=utcnow()))

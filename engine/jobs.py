@@ -10,19 +10,22 @@ due jobs to RQ and fires timers, and ``emflow worker`` processes run the jobs.
 """
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from datetime import timedelta
 from uuid import UUID
 
+from SpiffWorkflow.bpmn.specs.event_definitions.item_aware_event import ErrorEventDefinition
+from SpiffWorkflow.bpmn.util.event import BpmnEvent
 from SpiffWorkflow.util.task import TaskState
 from sqlalchemy import event, or_, select, update
 from sqlalchemy.orm import Session
 
-from . import audit, clock
+from connectors.base import ConnectorError
+
+from . import clock, incidents
 from .config import Config
-from .connectors import Registry, run_call
+from .connectors import Registry, callback_token, prepare
 from .db import Database
 from .errors import EngineError
 from .models import Job, ProcessInstance
@@ -70,18 +73,23 @@ def claim(db: Database, config: Config, job_id: str, from_statuses=("pending", "
 
 
 def execute(db: Database, config: Config, registry: Registry, job_id: str) -> str:
-    """Run one job to an outcome: 'done', 'retry', 'failed', 'waiting' or 'skipped'."""
+    """Run one job to an outcome: 'done', 'retry', 'failed', 'caught', 'waiting' or 'skipped'."""
     job = claim(db, config, job_id)
     if job is None:
         return "skipped"
     result = job["result"]
     if result is None:
+        payload = job["payload"]
         try:
-            result = run_call(registry, db, job["payload"], job["id"], job["instance_id"])
-            json.dumps(result)
-        except Exception as exc:  # noqa: BLE001 - every failure is recorded on the job
-            retryable = getattr(exc, "retryable", True) and not isinstance(exc, (TypeError, ValueError))
-            return _fail(db, config, job, f"{type(exc).__name__}: {exc}", retryable)
+            with db.session() as s:
+                call = prepare(registry, s, config, payload["operation"])
+            job["max_attempts"] = call.max_attempts
+            result = call.run(db, payload.get("params", {}), job["id"], job["instance_id"],
+                              f"{config.public_url}/api/v1/callbacks/{callback_token(config, job['id'])}")
+        except ConnectorError as exc:
+            return _fail(db, config, job, str(exc), exc.retryable, exc.code)
+        except EngineError as exc:  # the platform's own set-up (e.g. no secrets key): an admin must act
+            return _fail(db, config, job, exc.message, False, exc.code)
     return _apply(db, config, job, result)
 
 
@@ -114,35 +122,66 @@ def _apply(db: Database, config: Config, job: dict, result) -> str:
         return _fail(db, config, job, exc.message, retryable=False, result=result)
 
 
-def _fail(db: Database, config: Config, job: dict, message: str, retryable: bool, result=None) -> str:
+def _fail(db: Database, config: Config, job: dict, message: str, retryable: bool, code: str | None = None,
+          result=None) -> str:
     now = clock.now()
     with db.transaction() as s:
         row = s.get(Job, job["id"])
         row.last_error, row.updated_at, row.lease_until = message[:2000], now, None
+        row.max_attempts = job["max_attempts"]
         if result is not None:
             row.result = result
         if retryable and row.attempts < row.max_attempts:
             row.status = "pending"
             row.available_at = now + timedelta(seconds=config.job_backoff_seconds * 2 ** (row.attempts - 1))
-            log.warning("job %s attempt %s failed, retrying: %s", row.id, row.attempts, message)
+            log.warning("job %s attempt %s/%s failed, retrying: %s", row.id, row.attempts, row.max_attempts, message)
             return "retry"
         row.status = "failed"
-        inst = lock_instance(s, row.instance_id)
-        if inst is not None and inst.status == "running":
-            inst.status, inst.error = "error", f"service task {job['payload'].get('bpmn_id')}: {message}"[:2000]
-            audit.record(s, inst, "incident", task_id=row.task_id, bpmn_id=job["payload"].get("bpmn_id"),
-                         error=message[:2000], attempts=row.attempts)
+        step = Step.open(s, config, row.instance_id, None) if row.instance_id else None
+        if step is None or step.instance.status != "running":
+            log.error("job %s failed for good: %s", row.id, message)
+            return "failed"
+        payload = job["payload"]
+        error = {"code": code, "message": message[:2000], "operation": payload.get("operation"),
+                 "attempts": row.attempts}
+        if result is None and _catch(step, job["task_id"], error):
+            row.status = "caught"
+            step.event("service_error_caught", task_id=row.task_id, bpmn_id=payload.get("bpmn_id"), **error)
+            step.run()
+            step.save()
+            log.warning("job %s failed; the model's error boundary took over: %s", row.id, message)
+            return "caught"
+        incidents.raise_for_job(s, step.instance, row, message, payload.get("operation"))
         log.error("job %s failed for good: %s", row.id, message)
         return "failed"
 
 
+def _catch(step: Step, task_id: str, error: dict) -> bool:
+    """Follow an error boundary event of the failed service task, if the model has one for this code."""
+    task = step.workflow.get_task_from_id(UUID(task_id))
+    if task is None or task.state != TaskState.STARTED or task.parent is None:
+        return False
+    boundaries = [t for t in task.parent.children if t is not task and t.state == TaskState.WAITING
+                  and isinstance(getattr(t.task_spec, "event_definition", None), ErrorEventDefinition)]
+    # The boundary naming this error code wins over a catch-all one, as BPMN intends.
+    exact = [t for t in boundaries if error["code"] and t.task_spec.event_definition.code == error["code"]]
+    catch_all = [t for t in boundaries if not t.task_spec.event_definition.code]
+    chosen = (exact or catch_all or [None])[0]
+    if chosen is None:
+        return False
+    # The error lands in ``service_error`` and, if the model names one (variableName), in that variable too.
+    chosen.data["service_error"] = error
+    chosen.task_spec.catch(chosen, BpmnEvent(chosen.task_spec.event_definition, payload=dict(error)))
+    chosen.task_spec._update(chosen)
+    return True
+
+
 def mark_error(db: Database, instance_id: int, message: str) -> None:
-    """Put an instance in the error state (admins see it) after a background step failed."""
+    """Put an instance in the error state with an incident (admins see it) after a background step failed."""
     with db.transaction() as s:
         inst = lock_instance(s, instance_id)
         if inst is not None and inst.status == "running":
-            inst.status, inst.error = "error", message[:2000]
-            audit.record(s, inst, "incident", error=message[:2000])
+            incidents.raise_for_step(s, inst, message)
 
 
 def fire_due_timers(db: Database, config: Config, limit: int = 100) -> int:

@@ -8,8 +8,9 @@ from sqlalchemy.orm import Session
 
 from . import instances
 from .config import Config
-from .errors import EngineError, Forbidden, NotFound, ValidationFailed
-from .models import MessageSubscription, ProcessModel, User
+from .connectors import job_of_token
+from .errors import Conflict, EngineError, Forbidden, NotFound, ValidationFailed
+from .models import Job, MessageSubscription, ProcessModel, User
 from .runtime import Step, correlation_key
 from .versions import VERSIONS, latest_version_id
 
@@ -37,27 +38,8 @@ def deliver(session: Session, config: Config, user: User, name: str, correlation
     key = correlation_key(correlations)
     ids = list(session.scalars(select(MessageSubscription.instance_id).where(
         MessageSubscription.message_name == name, MessageSubscription.correlation_key == key).distinct()))
-    delivered = []
-    for instance_id in sorted(ids):
-        step = Step.open(session, config, instance_id, user)
-        if step.instance.status != "running":
-            continue
-        waiting = [e for e in step.workflow.waiting_events()
-                   if e.event_type == "MessageEventDefinition" and e.name == name]
-        if not waiting:
-            continue
-        try:
-            step.workflow.send_event(BpmnEvent(MessageEventDefinition(name), event_payload,
-                                               waiting[0].correlations or {}))
-        except EngineError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - a retrieval expression that does not fit this payload
-            raise ValidationFailed(f"message '{name}' does not fit the process waiting for it: {exc}",
-                                   errors={"payload": [{"code": "invalid", "message": str(exc)[:200]}]}) from exc
-        step.event("message_received", message=name, correlations=correlations, payload=payload)
-        step.run()
-        step.save()
-        delivered.append(instance_id)
+    delivered = [i for i in sorted(ids)
+                 if deliver_to(session, config, user, i, name, event_payload, correlations, payload)]
     started = []
     if not delivered:
         for model in session.scalars(select(ProcessModel).where(ProcessModel.latest_version > 0)):
@@ -73,6 +55,47 @@ def deliver(session: Session, config: Config, user: User, name: str, correlation
         raise NotFound(f"no process instance is waiting for message '{name}' with these correlation values",
                        code="no_receiver")
     return {"delivered": delivered, "started": started}
+
+
+def deliver_to(session: Session, config: Config, user: User | None, instance_id: int, name: str,
+               event_payload: dict, correlations: dict | None = None, recorded: dict | None = None) -> bool:
+    """Deliver a message to one instance if it is running and waiting for it; True if it was."""
+    step = Step.open(session, config, instance_id, user)
+    if step.instance.status != "running":
+        return False
+    waiting = [e for e in step.workflow.waiting_events()
+               if e.event_type == "MessageEventDefinition" and e.name == name]
+    if not waiting:
+        return False
+    try:
+        step.workflow.send_event(BpmnEvent(MessageEventDefinition(name), event_payload,
+                                           waiting[0].correlations or {}))
+    except EngineError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a retrieval expression that does not fit this payload
+        raise ValidationFailed(f"message '{name}' does not fit the process waiting for it: {exc}",
+                               errors={"payload": [{"code": "invalid", "message": str(exc)[:200]}]}) from exc
+    step.event("message_received", message=name, correlations=correlations or {},
+               payload=event_payload if recorded is None else recorded)
+    step.run()
+    step.save()
+    return True
+
+
+def deliver_callback(session: Session, config: Config, token: str, name: str, payload: dict) -> int:
+    """An outside system answers a service call later: the answer reaches that call's instance as a message."""
+    job_id = job_of_token(config, token)
+    job = session.get(Job, job_id) if job_id else None
+    if job is None or job.instance_id is None:
+        raise NotFound("this callback address is not valid", code="callback_unknown")
+    if not isinstance(name, str) or not name or not isinstance(payload, dict):
+        raise ValidationFailed("a callback needs a message name and a JSON object payload",
+                               errors={"message": [{"code": "required", "message": "required"}]})
+    if not deliver_to(session, config, None, job.instance_id, name, payload,
+                      recorded={**payload, "callback_for": job.payload.get("bpmn_id")}):
+        raise Conflict(f"the process is not waiting for message '{name}' (already answered?)",
+                       code="callback_not_waiting")
+    return job.instance_id
 
 
 def _start_by_message(session, config, user, key, name, correlations, payload) -> int:

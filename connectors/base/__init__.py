@@ -14,11 +14,16 @@ from typing import Any, ClassVar
 
 
 class ConnectorError(Exception):
-    """A call failed. ``retryable`` False means retrying cannot help (bad parameters, refused)."""
+    """A call failed. ``retryable`` False means retrying cannot help (bad parameters, refused).
 
-    def __init__(self, message: str, retryable: bool = True):
+    ``code`` is matched against the ``errorCode`` of a BPMN error boundary event on the service
+    task, so a model can route e.g. ``http.404`` differently from other failures.
+    """
+
+    def __init__(self, message: str, retryable: bool = True, code: str | None = None):
         super().__init__(message)
         self.retryable = retryable
+        self.code = code
 
 
 @dataclass(frozen=True)
@@ -29,14 +34,17 @@ class Operation:
     params: dict
     result: dict = field(default_factory=lambda: {"type": "object"})
     description: str = ""
-    timeout: float = 30.0
+    timeout: float = 30.0  # seconds one attempt may take; connectors pass it to their client library
+    retries: int = 3  # further attempts after the first, with exponential back-off
 
 
 class ConnectorContext(ABC):
     """What the platform offers a running connector call."""
 
-    idempotency_key: str
+    idempotency_key: str  # the same for every attempt of one call: pass it to the outside system
     instance_id: int | None
+    timeout: float  # seconds this attempt may take (the operation's timeout unless configured)
+    callback_url: str  # where the outside system may answer later; the answer reaches the instance as a message
 
     @abstractmethod
     def now(self) -> datetime:
@@ -53,6 +61,14 @@ class ConnectorContext(ABC):
     @abstractmethod
     def task_assignees(self, bpmn_id: str) -> list[str]:
         """Usernames of the people currently holding an open task of this instance."""
+
+    @abstractmethod
+    def read_file(self, ref: dict) -> bytes:
+        """The content of a stored file of this instance, given the reference a form file field holds."""
+
+    @abstractmethod
+    def store_file(self, name: str, content: bytes, content_type: str) -> dict:
+        """Store a file for this instance; returns its reference: id, filename, content_type, size, sha256."""
 
 
 class Connector(ABC):

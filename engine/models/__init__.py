@@ -1,6 +1,7 @@
 """SQLAlchemy models of the engine."""
 from .audit import ChainHead, InstanceEvent, SystemEvent
 from .base import Base, utcnow
+from .integration import ConnectorConfig, Incident, Secret
 from .jobs import Holiday, Job, NumberAllocation, NumberSequence
 from .org import Enterprise, Group, GroupMember, Region, Role, Unit, User, UserRole
 from .process import MessageSubscription, ProcessInstance, ProcessModel, ProcessVersion
@@ -16,8 +17,8 @@ from .tasks import (
 )
 
 __all__ = [
-    "Attachment", "Base", "ChainHead", "Enterprise", "Group", "GroupMember", "Holiday", "HumanTask",
-    "InstanceEvent", "Job", "MessageSubscription", "Notification", "NumberAllocation", "NumberSequence",
+    "Attachment", "Base", "ChainHead", "ConnectorConfig", "Enterprise", "Group", "GroupMember", "Holiday", "HumanTask",
+    "Incident", "InstanceEvent", "Job", "MessageSubscription", "Notification", "NumberAllocation", "NumberSequence",
     "OpinionPhrase", "ProcessInstance", "ProcessModel", "ProcessVersion", "ProxyGrant", "Region", "Role",
-    "Signature", "SystemEvent", "TaskCandidate", "TaskCopy", "Unit", "User", "UserRole", "utcnow",
+    "Secret", "Signature", "SystemEvent", "TaskCandidate", "TaskCopy", "Unit", "User", "UserRole", "utcnow",
 ]

@@ -36,7 +36,8 @@ class Probe(Connector):
     name = "probe"
     title = "测试探针"
     operations = {
-        "Echo": Operation(method="echo", params={"type": "object", "properties": {"value": {"type": "string"}}}),
+        "Echo": Operation(method="echo", params={"type": "object", "properties": {"value": {"type": "string"}}},
+                          retries=4),
     }
     plan: ClassVar[list[str]] = []
     keys: ClassVar[list[str]] = []

@@ -395,3 +395,18 @@ def test_oversized_signature_is_refused(client, api, db, config, registry):
     assert open_task(client, api("liu.yang"), instance_id, "instruct")["id"] == task["id"]  # nothing lost
 
 
+
+
+def test_an_outside_system_starts_a_receipt_through_the_messages_api(client, api):
+    payload = {"title": "关于开展安全生产大检查的通知", "source_unit": "应急管理部", "copies": 1, "secrecy": "公开",
+               "urgency": "特急", "received_on": "2026-11-29", "handling_type": "办理"}
+    refused = client.post("/api/v1/messages", headers=api("zhang.wei"),
+                          json={"name": "incoming_document", "payload": payload})
+    assert refused.status_code == 403
+    sent = post(client, api("admin"), "/messages", {"name": "incoming_document", "payload": payload,
+                                                    "correlations": {"business_key": "EXT-30"}})
+    [instance_id] = sent["started"]
+    sign_in = open_task(client, api("zhang.wei"), instance_id, "sign_in")
+    assert sign_in["candidate_groups"] == ["office_clerks"]
+    shown = client.get(f"/api/v1/tasks/{sign_in['id']}", headers=api("zhang.wei")).get_json()["data"]
+    assert shown["title"] == payload["title"] and shown["urgency"] == "特急"

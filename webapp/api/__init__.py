@@ -64,7 +64,8 @@ def engine_error_response(exc: EngineError):
     return response
 
 
-PUBLIC_ENDPOINTS = {"api_auth.token"}
+# The callback endpoint authenticates by its unguessable, HMAC-signed address instead of a bearer token.
+PUBLIC_ENDPOINTS = {"api_auth.token", "api_callbacks.callback"}
 
 
 def authenticate() -> None:
@@ -83,12 +84,15 @@ def init_api(app: Flask, csrf) -> Api:
     from . import (
         attachments,
         auth,
+        callbacks,
         connectors,
+        incidents,
         messages,
         models,
         notifications,
         opinions,
         process_instances,
+        secrets,
         sheets,
         tasks,
     )
@@ -97,7 +101,7 @@ def init_api(app: Flask, csrf) -> Api:
         "bearer": {"type": "http", "scheme": "bearer"}}}, "security": [{"bearer": []}]})
     app.before_request(authenticate)
     for module in (auth, models, process_instances, tasks, messages, attachments, notifications, connectors,
-                   opinions, sheets):
+                   opinions, sheets, incidents, secrets, callbacks):
         csrf.exempt(module.blp)
         api.register_blueprint(module.blp, url_prefix=f"/api/v1{module.PREFIX}")
 

@@ -282,3 +282,52 @@ class NotificationArgs(PagingArgs):
 
 class ReadRequest(ma.Schema):
     ids = f.List(f.Integer(), load_default=None, allow_none=True)
+
+
+class IncidentOut(ma.Schema):
+    id = f.Integer()
+    instance_id = f.Integer()
+    kind = f.String()
+    bpmn_id = f.String(allow_none=True)
+    operation = f.String(allow_none=True)
+    job_id = f.String(allow_none=True)
+    message = f.String()
+    attempts = f.Integer()
+    created_at = f.DateTime()
+    resolved_at = f.DateTime(allow_none=True)
+    resolution = f.String(allow_none=True)
+    reason = f.String(allow_none=True)
+
+
+class IncidentArgs(PagingArgs):
+    state = f.String(load_default="open", validate=ma.validate.OneOf(("open", "resolved", "all")))
+    instance_id = f.Integer()
+
+
+class SecretOut(ma.Schema):
+    name = f.String()
+    updated_at = f.DateTime()
+
+
+class SecretRequest(ma.Schema):
+    value = f.String(required=True)
+
+
+class ConnectorSettings(ma.Schema):
+    name = f.String(dump_only=True)
+    title = f.String(dump_only=True)
+    config_schema = f.Dict(dump_only=True)
+    config = f.Dict(load_default=dict)
+    enabled = f.Boolean(load_default=True)
+    timeout = f.Float(allow_none=True, load_default=None)
+    retries = f.Integer(allow_none=True, load_default=None)
+    updated_at = f.DateTime(dump_only=True, allow_none=True)
+
+
+class CallbackRequest(ma.Schema):
+    message = f.String(required=True, validate=ma.validate.Length(min=1, max=255))
+    payload = f.Dict(load_default=dict)
+
+
+class CallbackResult(ma.Schema):
+    instance_id = f.Integer()
