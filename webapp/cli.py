@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import edge.cli
 from engine import clock, schema
 from engine.config import Config
 
@@ -215,6 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_)
         p.add_argument("--queue", default="emflow")
         p.set_defaults(func=func)
+    edge.cli.add_commands(sub)
     return parser
 
 
