@@ -390,8 +390,8 @@ def parse(text: str, source: str = "<config>", base: Path | None = None) -> Conf
     token_file = c.get(pf, pp, "token_file", str, "")
     if token_env and token_file:
         c.error(pp + ("token_file",), "give token_env or token_file, not both")
-    if pf and transport == "http" and not (token_env or token_file):
-        c.error(pp, "the http transport needs a credential: token_env or token_file")
+    if pf and not (token_env or token_file):  # the MQTT bridge checks the same credential, carried in the body
+        c.error(pp, f"the {transport} transport needs a credential: token_env or token_file")
     topic = c.get(pf, pp, "topic", str, DEFAULT_TOPIC)
     ca_file = c.get(pf, pp, "ca_file", str, "")
     retry_initial = c.get(pf, pp, "retry_initial", float, 0.5, positive=True)

@@ -92,7 +92,7 @@ class MqttTransport:
     def __init__(self, platform: PlatformConfig, token: str, gateway: str, topic: str):
         import paho.mqtt.client as mqtt
 
-        self.mqtt, self.topic, self.timeout = mqtt, topic, platform.timeout
+        self.mqtt, self.topic, self.timeout, self.token = mqtt, topic, platform.timeout, token
         url = urlsplit(platform.url)
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"emflow-edge-{gateway}",
                                   protocol=mqtt.MQTTv311, clean_session=True)
@@ -123,7 +123,10 @@ class MqttTransport:
                 raise Unauthorized(f"broker refused the connection: {self.refused}")
         if not self.client.is_connected():
             raise TransportError("not connected to the MQTT broker")
-        info = self.client.publish(self.topic, json.dumps(body), qos=1)
+        # The platform's bridge sees only the message, not how the broker authenticated the publisher, so the
+        # gateway proves itself in the body exactly as with the HTTP bearer token. Use mqtts in production:
+        # over plain mqtt the token crosses the network in clear.
+        info = self.client.publish(self.topic, json.dumps({**body, "token": self.token}), qos=1)
         if info.rc != self.mqtt.MQTT_ERR_SUCCESS:
             raise TransportError(f"publish failed: {self.mqtt.error_string(info.rc)}")
         try:

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from connectors.base import Connector, ConnectorContext, ConnectorError, Operation
 
-from . import audit, clock, notifications, numbering, secrets
+from . import audit, clock, messaging, numbering, secrets
 from .config import Config
 from .errors import EngineError, Forbidden, NotFound, ValidationFailed
 from .forms import MESSAGES, FieldError
@@ -87,8 +87,12 @@ class EngineContext(ConnectorContext):
         with self.db.transaction() as s:
             users = list(s.scalars(select(User).where(User.username.in_(usernames), User.is_active.is_(True))))
             link = f"/instances/{self.instance_id}" if self.instance_id else ""
-            return notifications.send(s, users, title, body, category, link, self.instance_id,
-                                      dedupe_key=self.idempotency_key)
+            return messaging.send(s, self.db.config, users, category, title, body, link, self.instance_id,
+                                  dedupe_key=self.idempotency_key)
+
+    def rate_limit(self, key: str, limit: int, window_seconds: int) -> bool:
+        with self.db.transaction() as s:
+            return messaging.take(s, key, self.idempotency_key, limit, window_seconds)
 
     def task_assignees(self, bpmn_id: str) -> list[str]:
         with self.db.session() as s:
@@ -160,6 +164,11 @@ class Call:
         except Exception as exc:  # noqa: BLE001 - an unexpected failure may be transient: retried
             raise ConnectorError(f"{type(exc).__name__}: {secrets.redact(str(exc), self.secrets)}") from None
         _check(self.spec.result, result, "result_invalid", "result")
+        if self.secrets:  # an outside system that echoes a credential back must not put it into task data
+            text = json.dumps(result, ensure_ascii=False)
+            redacted = secrets.redact(text, self.secrets)
+            if redacted != text:
+                result = json.loads(redacted)
         return result
 
 
@@ -172,8 +181,10 @@ def _check(schema: dict, value, code: str, what: str) -> None:
                              retryable=False, code=code)
 
 
-def prepare(registry: Registry, session: Session, config: Config, operation_id: str) -> Call:
-    """Build the connector for one call from its stored configuration, with secrets resolved."""
+def prepare(registry: Registry, session: Session, config: Config, operation_id: str,
+            settings: dict | None = None) -> Call:
+    """Build the connector for one call from its stored configuration (or ``settings``, e.g. a bus
+    service's own), with secrets resolved."""
     connector_cls, op = registry.resolve(operation_id)
     spec = connector_cls.operations[op]
     row = session.get(ConnectorConfig, connector_cls.name)
@@ -181,7 +192,8 @@ def prepare(registry: Registry, session: Session, config: Config, operation_id: 
         raise ConnectorError(f"connector '{connector_cls.name}' is disabled", retryable=False, code="disabled")
     found: list[str] = []
     try:
-        stored = secrets.resolve(session, config, row.config if row else {}, found)
+        stored = secrets.resolve(session, config, settings if settings is not None else (row.config if row else {}),
+                                 found)
     except EngineError as exc:
         raise ConnectorError(f"connector '{connector_cls.name}': {exc.message}", retryable=False,
                              code="config_invalid") from None
@@ -191,16 +203,24 @@ def prepare(registry: Registry, session: Session, config: Config, operation_id: 
     return Call(connector_cls(stored), op, spec, float(timeout), int(retries) + 1, found)
 
 
-def callback_token(config: Config, job_id: str) -> str:
-    """The unguessable token in a call's callback URL: the job id and its HMAC."""
-    mac = hmac.new(secrets.signing_key(config, "callback"), job_id.encode(), hashlib.sha256).hexdigest()[:32]
-    return f"{job_id}.{mac}"
+def _callback_mac(key: bytes, job_id: str, message: str) -> str:
+    return hmac.new(key, f"{job_id}\n{message}".encode(), hashlib.sha256).hexdigest()[:32]
 
 
-def job_of_token(config: Config, token: str) -> str | None:
-    """The job id a callback token was made for, or None if it is forged."""
-    job_id, _, _ = token.partition(".")
-    return job_id if job_id and hmac.compare_digest(callback_token(config, job_id), token) else None
+def callback_token(config: Config, job_id: str, message: str) -> str:
+    """The unguessable token in a call's callback URL: the job id and an HMAC binding it to the one message
+    the model waits for (the service task's ``callbackMessage``)."""
+    return f"{job_id}.{_callback_mac(secrets.signing_keys(config, 'callback')[0], job_id, message)}"
+
+
+def job_of_token(config: Config, token: str, message: str) -> str | None:
+    """The job id a callback token was made for with this message, or None if it is forged or for another
+    message. Every configured key is tried, so rotating EMFLOW_SECRETS_KEY keeps callbacks in flight valid."""
+    job_id, _, mac = token.partition(".")
+    if not job_id or not mac:
+        return None
+    keys = secrets.signing_keys(config, "callback")
+    return job_id if any(hmac.compare_digest(_callback_mac(k, job_id, message), mac) for k in keys) else None
 
 
 def settings_of(session: Session, registry: Registry, name: str) -> dict:
@@ -227,6 +247,18 @@ def _secret_fields(schema: dict, path: str = "") -> list[str]:
     return found
 
 
+def inline_secrets(schema: dict, settings: dict) -> list[str]:
+    """Paths of secret fields given as plain values instead of {"$secret": name} references."""
+    out = []
+    for path in _secret_fields(schema):
+        value = settings
+        for part in path.split("."):
+            value = value.get(part) if isinstance(value, dict) else None
+        if value is not None and not (isinstance(value, dict) and set(value) == {"$secret"}):
+            out.append(path)
+    return out
+
+
 def configure(session: Session, config: Config, registry: Registry, user: User, name: str, settings: dict,
               enabled: bool = True, timeout: float | None = None, retries: int | None = None) -> dict:
     """Store a connector's settings after checking them against its schema with the secrets resolved."""
@@ -234,13 +266,9 @@ def configure(session: Session, config: Config, registry: Registry, user: User, 
         raise Forbidden("only integration administrators may configure connectors", code="not_admin")
     current = settings_of(session, registry, name)
     errors: dict[str, list] = {}
-    for path in _secret_fields(current["config_schema"]):
-        value = settings
-        for part in path.split("."):
-            value = value.get(part) if isinstance(value, dict) else None
-        if value is not None and not (isinstance(value, dict) and set(value) == {"$secret"}):
-            errors[f"config.{path}"] = [{"code": "secret_required",
-                                         "message": "store this value as a secret and refer to it by name"}]
+    for path in inline_secrets(current["config_schema"], settings):
+        errors[f"config.{path}"] = [{"code": "secret_required",
+                                     "message": "store this value as a secret and refer to it by name"}]
     if timeout is not None and not 0 < timeout <= 600:
         errors["timeout"] = [FieldError("maximum", 600).as_dict()]
     if retries is not None and not 0 <= retries <= 10:

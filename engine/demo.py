@@ -12,6 +12,7 @@ from .config import Config
 from .connectors import Registry
 from .deploy import bundle_from_dir, deploy
 from .models import Enterprise, Group, GroupMember, ProxyGrant, Region, Role, Unit, User, UserRole
+from .monitoring import load_demo as load_alarm_duty
 from .org import invalidate_regions
 
 REGIONS = [
@@ -99,6 +100,7 @@ def load_org(session: Session, password: str) -> dict[str, User]:
     for leader, clerk in PROXIES:
         _upsert(session, ProxyGrant, {"principal_id": users[leader].id, "proxy_id": users[clerk].id})
     session.flush()
+    load_alarm_duty(session, password)
     for user in users.values():
         session.expire(user, ["roles", "groups"])
     invalidate_regions()

@@ -81,3 +81,14 @@ class Misconfigured(EngineError):
 
     status = 500
     code = "misconfigured"
+
+
+class RateLimited(EngineError):
+    """Too many calls in the current window; ``retry_after`` says how many seconds to wait."""
+
+    status = 429
+    code = "rate_limited"
+
+    def __init__(self, message: str, retry_after: int = 60, **kw):
+        super().__init__(message, **kw)
+        self.retry_after = retry_after

@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 
 from connectors.base import ConnectorError
 
-from . import clock, incidents
+from . import clock, incidents, messaging
 from .config import Config
 from .connectors import Registry, callback_token, prepare
 from .db import Database
@@ -78,14 +78,20 @@ def execute(db: Database, config: Config, registry: Registry, job_id: str) -> st
     if job is None:
         return "skipped"
     result = job["result"]
+    if result is None and job["attempts"] > job["max_attempts"]:
+        # Workers kept dying during this call (their leases ran out): stop calling, let an admin decide.
+        return _fail(db, config, job, "the worker running this call stopped before it finished, on every attempt",
+                     retryable=False, code="worker_lost")
     if result is None:
         payload = job["payload"]
         try:
             with db.session() as s:
                 call = prepare(registry, s, config, payload["operation"])
             job["max_attempts"] = call.max_attempts
-            result = call.run(db, payload.get("params", {}), job["id"], job["instance_id"],
-                              f"{config.public_url}/api/v1/callbacks/{callback_token(config, job['id'])}")
+            message = payload.get("callback_message")
+            callback = (f"{config.public_url}/api/v1/callbacks/{callback_token(config, job['id'], message)}"
+                        if message else "")
+            result = call.run(db, payload.get("params", {}), job["id"], job["instance_id"], callback)
         except ConnectorError as exc:
             return _fail(db, config, job, str(exc), exc.retryable, exc.code)
         except EngineError as exc:  # the platform's own set-up (e.g. no secrets key): an admin must act
@@ -99,6 +105,10 @@ def _apply(db: Database, config: Config, job: dict, result) -> str:
             row = s.get(Job, job["id"])
             if row.status != "running":
                 return "skipped"
+            messaging.record_job(s, row, result)
+            if row.instance_id is None:  # a standalone job (e.g. a text message): nothing to advance
+                row.status, row.result, row.lease_until, row.updated_at = "done", result, None, clock.now()
+                return "done"
             step = Step.open(s, config, job["instance_id"], None)
             if step.instance.status != "running":
                 row.status, row.result, row.lease_until = "waiting", result, None
@@ -137,6 +147,7 @@ def _fail(db: Database, config: Config, job: dict, message: str, retryable: bool
             log.warning("job %s attempt %s/%s failed, retrying: %s", row.id, row.attempts, row.max_attempts, message)
             return "retry"
         row.status = "failed"
+        messaging.record_job(s, row, result, None if result is not None else message)
         step = Step.open(s, config, row.instance_id, None) if row.instance_id else None
         if step is None or step.instance.status != "running":
             log.error("job %s failed for good: %s", row.id, message)
@@ -212,6 +223,24 @@ def fire_due_timers(db: Database, config: Config, limit: int = 100) -> int:
     return fired
 
 
+def scheduler_pass(db: Database, config: Config, registry: Registry) -> None:
+    """One round of the scheduler's periodic work; each part is logged on failure and never stops the others."""
+    from . import alarms
+    from .oa import poll_due
+    from .operations import handle_timeouts
+
+    def alarm_delays():  # on/off-delays that end without a new reading, and shelving that expires
+        with db.transaction() as s:
+            alarms.tick(s, config)
+
+    for work in (lambda: fire_due_timers(db, config), lambda: handle_timeouts(db, config), alarm_delays):
+        try:
+            work()
+        except Exception:  # noqa: BLE001 - the loop outlives any one failure; it is logged
+            log.exception("scheduler work failed")
+    poll_due(db, config, registry)  # the OA, every poll_seconds; never raises
+
+
 def relay(db: Database, config: Config, queue) -> int:
     """Move due jobs to RQ (Redis mode); a queued job whose lease expires is relayed again."""
     moved = 0
@@ -285,12 +314,6 @@ class EmbeddedRunner:
                 WAKE.clear()
 
     def _schedule(self) -> None:
-        from .operations import handle_timeouts
-
         while not self._stop.is_set():
-            try:
-                fire_due_timers(self.db, self.config)
-                handle_timeouts(self.db, self.config)
-            except Exception:  # noqa: BLE001
-                log.exception("embedded scheduler loop error")
+            scheduler_pass(self.db, self.config, self.registry)
             self._stop.wait(self.config.scheduler_interval)

@@ -1,12 +1,15 @@
 """Incoming messages: matched to waiting instances through the subscription table, or starting one."""
 from __future__ import annotations
 
+import json
+from datetime import timedelta
+
 from SpiffWorkflow.bpmn.util.event import BpmnEvent
 from SpiffWorkflow.spiff.specs.event_definitions import MessageEventDefinition
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from . import instances
+from . import clock, instances
 from .config import Config
 from .connectors import job_of_token
 from .errors import Conflict, EngineError, Forbidden, NotFound, ValidationFailed
@@ -82,15 +85,24 @@ def deliver_to(session: Session, config: Config, user: User | None, instance_id:
     return True
 
 
+CALLBACK_DAYS = 30  # how long an outside system may take to answer a call
+CALLBACK_MAX_BYTES = 64 * 1024
+
+
 def deliver_callback(session: Session, config: Config, token: str, name: str, payload: dict) -> int:
-    """An outside system answers a service call later: the answer reaches that call's instance as a message."""
-    job_id = job_of_token(config, token)
-    job = session.get(Job, job_id) if job_id else None
-    if job is None or job.instance_id is None:
-        raise NotFound("this callback address is not valid", code="callback_unknown")
+    """An outside system answers a service call later: the answer reaches that call's instance as the message
+    the service task declared (``callbackMessage``), once, within CALLBACK_DAYS."""
     if not isinstance(name, str) or not name or not isinstance(payload, dict):
         raise ValidationFailed("a callback needs a message name and a JSON object payload",
                                errors={"message": [{"code": "required", "message": "required"}]})
+    job_id = job_of_token(config, token, name)
+    job = session.get(Job, job_id) if job_id else None
+    if job is None or job.instance_id is None or job.payload.get("callback_message") != name \
+            or job.created_at < clock.now() - timedelta(days=CALLBACK_DAYS):
+        raise NotFound("this callback address is not valid", code="callback_unknown")
+    if len(json.dumps(payload, ensure_ascii=False)) > CALLBACK_MAX_BYTES:
+        raise ValidationFailed("the callback payload is too large",
+                               errors={"payload": [{"code": "maxLength", "message": str(CALLBACK_MAX_BYTES)}]})
     if not deliver_to(session, config, None, job.instance_id, name, payload,
                       recorded={**payload, "callback_for": job.payload.get("bpmn_id")}):
         raise Conflict(f"the process is not waiting for message '{name}' (already answered?)",

@@ -15,7 +15,7 @@ from SpiffWorkflow.bpmn.specs.mixins.parallel_gateway import ParallelGateway
 from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from . import calendar, clock, instances, notifications, signatures
+from . import calendar, clock, instances, messaging, notifications, signatures
 from .config import Config
 from .db import Database, page_of
 from .errors import Conflict, EngineError, Forbidden, NotFound, ValidationFailed
@@ -397,8 +397,8 @@ def copy_to(session: Session, config: Config, user, task_id: str, usernames: lis
     session.add_all(rows)
     step.event("copied", task_id=task.id, bpmn_id=task.bpmn_id, task_name=task.name, opinion=note or None,
                to=[{"id": u.id, "name": u.name} for u in people.values()])
-    notifications.send(session, list(people.values()), f"传阅：{step.instance.title}", note or "", "cc",
-                       f"/instances/{task.instance_id}", task.instance_id)
+    messaging.send(session, config, list(people.values()), "cc", f"传阅：{step.instance.title}", note or "",
+                   f"/instances/{task.instance_id}", task.instance_id)
     session.flush()
     return rows
 
@@ -446,8 +446,8 @@ def urge(session: Session, config: Config, user, instance_id: int, opinion: str 
         raise Conflict("nobody holds an open task in this process", code="nobody_to_urge")
     text = (opinion or "").strip() or "请尽快办理。"
     step.event("urged", opinion=text, to=[{"id": u.id, "name": u.name} for u in holders])
-    notifications.send(session, holders, f"催办：{inst.title}", text, "urge", f"/instances/{instance_id}",
-                       instance_id)
+    messaging.send(session, config, holders, "urge", f"催办：{inst.title}", text, f"/instances/{instance_id}",
+                   instance_id)
     session.flush()
     return len(holders)
 
@@ -543,9 +543,8 @@ def _timeout(session: Session, config: Config, task_id: str) -> int:
         task.next_action_at = calendar.load(session, config.timezone).add(clock.now(), ops.repeat) if more else None
         step.event("task_overdue_reminded", actor=None, task_id=task.id, bpmn_id=task.bpmn_id, task_name=task.name,
                    reminder=task.reminders_sent)
-        notifications.send(session, holders, f"超期提醒：{task.name}",
-                           f"《{task.instance_title}》已超过办理期限，请尽快办理。", "reminder", f"/tasks/{task.id}",
-                           task.instance_id)
+        messaging.send(session, config, holders, "reminder", f"超期提醒：{task.name}",
+                       f"《{task.instance_title}》已超过办理期限，请尽快办理。", f"/tasks/{task.id}", task.instance_id)
         session.flush()
         return 1
     task.next_action_at = None
@@ -561,8 +560,8 @@ def _timeout(session: Session, config: Config, task_id: str) -> int:
         task.assignee_id, task.owner_id = leader.id, None
         step.event("task_escalated", actor=None, task_id=task.id, bpmn_id=task.bpmn_id, task_name=task.name,
                    to={"id": leader.id, "name": leader.name})
-        notifications.send(session, [leader], f"超期上报：{task.name}", task.instance_title, "reminder",
-                           f"/tasks/{task.id}", task.instance_id)
+        messaging.send(session, config, [leader], "reminder", f"超期上报：{task.name}", task.instance_title,
+                       f"/tasks/{task.id}", task.instance_id)
         session.flush()
         return 1
     spiff_task = step.workflow.get_task_from_id(UUID(task.id))

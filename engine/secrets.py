@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import tempfile
 from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
@@ -19,7 +20,7 @@ from . import clock
 from .config import Config
 from .errors import Conflict, Misconfigured, NotFound, ValidationFailed
 from .forms import FieldError
-from .models import ConnectorConfig, Secret
+from .models import BusService, ConnectorConfig, Secret
 
 NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$")
 REDACTED = "******"
@@ -43,22 +44,27 @@ def _instance_key(config: Config) -> str:
     if path.exists():
         return path.read_text().strip()
     config.instance_path.mkdir(parents=True, exist_ok=True)
-    key = Fernet.generate_key().decode()
+    # Written to a private temporary file, then linked into place: a process starting at the same moment
+    # sees either no file or the whole key, never an empty one.
+    fd, temporary = tempfile.mkstemp(dir=config.instance_path, prefix=".secrets_key.")
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:  # another process made it first
-        return path.read_text().strip()
-    with os.fdopen(fd, "w") as f:
-        f.write(key)
-    return key
+        with os.fdopen(fd, "w") as f:
+            f.write(Fernet.generate_key().decode())
+        os.link(temporary, path)
+    except FileExistsError:
+        pass  # another process won; use its key
+    finally:
+        os.unlink(temporary)
+    return path.read_text().strip()
 
 
-def signing_key(config: Config, purpose: str) -> bytes:
-    """A key for signing tokens (e.g. callback URLs), derived from the secrets key so every process agrees."""
+def signing_keys(config: Config, purpose: str) -> list[bytes]:
+    """Keys for signing tokens (e.g. callback URLs), derived from the secrets keys so every process agrees;
+    the first signs, all verify."""
     raw = config.secrets_key or (_instance_key(config) if config.embedded else "")
     if not raw:
         raise Misconfigured("EMFLOW_SECRETS_KEY is not set", code="secrets_key_missing")
-    return hashlib.sha256(f"{purpose}:{raw.split(',')[0].strip()}".encode()).digest()
+    return [hashlib.sha256(f"{purpose}:{k.strip()}".encode()).digest() for k in raw.split(",") if k.strip()]
 
 
 def put(session: Session, config: Config, name: str, value: str, user=None) -> Secret:
@@ -96,7 +102,9 @@ def names(session: Session) -> list[tuple[str, Any]]:
 
 def delete(session: Session, name: str) -> None:
     """Delete a secret that no connector configuration refers to."""
-    in_use = sorted(c.name for c in session.scalars(select(ConnectorConfig)) if name in references(c.config))
+    in_use = sorted([c.name for c in session.scalars(select(ConnectorConfig)) if name in references(c.config)]
+                    + [f"service {b.key}" for b in session.scalars(select(BusService))
+                       if name in references(b.definition)])
     if in_use:
         raise Conflict(f"secret '{name}' is used by {', '.join(in_use)}", code="secret_in_use")
     row = session.get(Secret, name)

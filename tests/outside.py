@@ -2,13 +2,15 @@
 
 Each request is recorded (method, path, query, headers, body). ``plan`` maps a path to a list of
 behaviours taken one per request ("500", "slow:<seconds>", "malformed", "big", "ok"); when a path's
-list is empty the server answers 200 with a JSON echo of the request.
+list is empty the server answers 200 with a JSON echo of the request, or with what ``answers[path](request)``
+returns when a test scripted an answer for the path (as JSON, or as is when it returns bytes).
 """
 from __future__ import annotations
 
 import json
 import threading
 import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
@@ -19,6 +21,7 @@ class OutsideSystem:
     def __init__(self):
         self.requests: list[dict] = []
         self.plan: dict[str, list[str]] = {}
+        self.answers: dict[str, Callable[[dict], object]] = {}
         self.lock = threading.Lock()
         outer = self
 
@@ -37,7 +40,8 @@ class OutsideSystem:
                     outer.requests.append(record)
                     steps = outer.plan.get(parts.path)
                     behaviour = steps.pop(0) if steps else "ok"
-                outer.respond(self, behaviour, record)
+                    answer = outer.answers.get(parts.path)
+                outer.respond(self, behaviour, record, answer)
 
             do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _handle
 
@@ -47,8 +51,12 @@ class OutsideSystem:
         self.host = f"127.0.0.1:{self.server.server_port}"
 
     @staticmethod
-    def respond(handler, behaviour: str, record: dict) -> None:
-        status, body, kind = 200, json.dumps({"received": record}, ensure_ascii=False).encode(), "application/json"
+    def respond(handler, behaviour: str, record: dict, answer: Callable[[dict], object] | None = None) -> None:
+        reply = answer(record) if answer is not None and behaviour == "ok" else {"received": record}
+        if isinstance(reply, bytes):  # a scripted file download: the bytes as they are
+            status, body, kind = 200, reply, "application/octet-stream"
+        else:
+            status, body, kind = 200, json.dumps(reply, ensure_ascii=False).encode(), "application/json"
         if behaviour.startswith("slow:"):
             time.sleep(float(behaviour.split(":", 1)[1]))
         elif behaviour.isdigit():

@@ -1,4 +1,4 @@
-"""The ``emflow`` command: init, demo, deploy, serve, up, worker, scheduler."""
+"""The ``emflow`` command: init, demo, deploy, serve, up, worker, scheduler, mqtt-bridge."""
 from __future__ import annotations
 
 import argparse
@@ -39,6 +39,7 @@ def _demo(config: Config, password: str) -> list:
     from engine.connectors import Registry
     from engine.db import Database
     from engine.demo import USERS, deploy_all, load_org
+    from engine.monitoring import DEMO_USERS
 
     schema.upgrade(config)
     db = Database(config)
@@ -50,7 +51,7 @@ def _demo(config: Config, password: str) -> list:
         db.dispose()
     for key, version, created in deployed:
         print(f"  process {key}: version {version}{' (new)' if created else ''}")
-    return USERS
+    return [*USERS, *DEMO_USERS]
 
 
 def cmd_demo(args) -> int:
@@ -158,9 +159,9 @@ def cmd_scheduler(args) -> int:
     from redis import Redis
     from rq import Queue
 
+    from engine.connectors import Registry
     from engine.db import Database
-    from engine.jobs import fire_due_timers, relay
-    from engine.operations import handle_timeouts
+    from engine.jobs import relay, scheduler_pass
 
     config = _config()
     if config.embedded:
@@ -169,6 +170,7 @@ def cmd_scheduler(args) -> int:
         return 2
     clock.install()
     db = Database(config)
+    registry = Registry.discover()
     queue = Queue(args.queue, connection=Redis.from_url(config.redis_url))
     stop = False
 
@@ -178,15 +180,51 @@ def cmd_scheduler(args) -> int:
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
-    print(f"emflow scheduler: relaying jobs to RQ queue '{args.queue}', firing timers and task timeouts", flush=True)
+    print(f"emflow scheduler: relaying jobs to RQ queue '{args.queue}', firing timers, task timeouts, alarm delays "
+          "and OA polls", flush=True)
     while not stop:
         try:
             relay(db, config, queue)
-            fire_due_timers(db, config)
-            handle_timeouts(db, config)
         except Exception:  # noqa: BLE001 - the loop outlives any one failure; it is logged
-            log.exception("scheduler iteration failed")
+            log.exception("relaying jobs failed")
+        scheduler_pass(db, config, registry)
         time.sleep(config.scheduler_interval)
+    db.dispose()
+    return 0
+
+
+def cmd_mqtt_bridge(args) -> int:
+    import threading
+
+    from engine.db import Database
+    from engine.mqttbridge import Bridge
+
+    config = _config()
+    clock.install()
+    db = Database(config)
+    try:
+        # Credentials come from the environment only: a command line is visible to every user of the host.
+        bridge = Bridge(db, config, args.broker, topic_filter=args.topic, client_id=args.client_id,
+                        username=os.environ.get("EMFLOW_MQTT_USERNAME", ""),
+                        password=os.environ.get("EMFLOW_MQTT_PASSWORD", ""), ca_file=args.ca_file,
+                        stats_interval=args.stats_interval)
+    except ValueError as exc:
+        print(f"emflow mqtt-bridge: {exc}", file=sys.stderr)
+        db.dispose()
+        return 2
+    # The bridge runs in its own thread so the signal handler (main thread) never runs inside its locks.
+    worker = threading.Thread(target=bridge.run, name="mqtt-bridge")
+
+    def _stop(*_):
+        bridge.stop.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    print(f"emflow mqtt-bridge: {args.broker} topic {args.topic} client id {args.client_id} → "
+          f"{_safe_url(config.database_url)}", flush=True)
+    worker.start()
+    while worker.is_alive():
+        worker.join(0.5)
     db.dispose()
     return 0
 
@@ -216,6 +254,15 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_)
         p.add_argument("--queue", default="emflow")
         p.set_defaults(func=func)
+    p = sub.add_parser("mqtt-bridge", help="ingest edge telemetry from an MQTT broker "
+                                           "(EMFLOW_MQTT_USERNAME / EMFLOW_MQTT_PASSWORD for the broker login)")
+    p.add_argument("--broker", required=True, help="mqtt://host[:port] or mqtts://host[:port] (TLS)")
+    p.add_argument("--topic", default="emflow/+/telemetry", help="subscription; its '+' level is the gateway code")
+    p.add_argument("--client-id", default="emflow-mqtt-bridge",
+                   help="fixed, so the broker keeps the session and queues messages while the bridge is down")
+    p.add_argument("--ca-file", default=None, help="CA certificate for mqtts (default: the system's)")
+    p.add_argument("--stats-interval", type=float, default=60.0, help="seconds between count log lines")
+    p.set_defaults(func=cmd_mqtt_bridge)
     edge.cli.add_commands(sub)
     return parser
 

@@ -49,6 +49,20 @@ ERROR_TEXT = {
     "too_many_phrases": _l("You have 50 common opinions already; delete one first."),
     "not_supervisor": _l("Only supervisors see the overdue list."),
     "task_delegated": _l("This task was delegated to you: act on it and it goes back to its owner, who decides it."),
+    "incident_resolved": _l("This incident has already been handled."),
+    "incident_not_skippable": _l("Only a failed service call can be skipped; retry this one."),
+    "instance_not_in_error": _l("The process is not stopped by an error."),
+    "task_not_waiting": _l("The failed step is no longer waiting."),
+    "secret_in_use": _l("A connector still uses this secret."),
+    "secrets_key_missing": _l("The secrets key is not configured (EMFLOW_SECRETS_KEY)."),
+    "secret_undecryptable": _l("A stored secret cannot be decrypted with the configured key."),
+    "callback_unknown": _l("This callback address is not valid."),
+    "callback_not_waiting": _l("The process is not waiting for this answer (already answered?)."),
+    "api_key_invalid": _l("A valid API key is required."),
+    "not_permitted": _l("This consumer may not call this operation."),
+    "no_such_service": _l("No such service operation."),
+    "rate_limited": _l("Too many calls; try again shortly."),
+    "consumer_exists": _l("A consumer with this name exists."),
 }
 
 

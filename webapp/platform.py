@@ -8,6 +8,7 @@ from pathlib import Path
 from flask import Flask, current_app
 
 from engine import clock
+from engine.bus import RateLimiter
 from engine.config import Config
 from engine.connectors import Registry
 from engine.db import Database
@@ -25,6 +26,7 @@ class Platform:
         self.principals = PrincipalCache()
         self.usernames: dict[int, str] = {}  # usernames never change: remembered for the response bodies
         self.revocations = RevocationWatch(config.token_ttl_seconds, config.token_revocation_poll_seconds)
+        self.bus_limiter = RateLimiter(config.redis_url)
 
     def start_background(self) -> None:
         """Embedded mode: run the job workers and the timer scheduler as threads of this process."""

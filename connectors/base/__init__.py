@@ -3,7 +3,7 @@
 A connector has a ``name``, a JSON Schema for its configuration, and ``operations``: each a method
 with a JSON Schema for its parameters and result. The engine builds a fresh instance per call from
 stored configuration and passes a ``ConnectorContext`` through which the platform offers services
-(number sequences, in-app notifications) without the connector importing the engine.
+(number sequences, in-app notifications, rate limits) without the connector importing the engine.
 """
 from __future__ import annotations
 
@@ -69,6 +69,10 @@ class ConnectorContext(ABC):
     @abstractmethod
     def store_file(self, name: str, content: bytes, content_type: str) -> dict:
         """Store a file for this instance; returns its reference: id, filename, content_type, size, sha256."""
+
+    @abstractmethod
+    def rate_limit(self, key: str, limit: int, window_seconds: int) -> bool:
+        """True (and counted) if ``key`` had fewer than ``limit`` uses in the window; a retried call counts once."""
 
 
 class Connector(ABC):

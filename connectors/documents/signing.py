@@ -1,10 +1,12 @@
 """PAdES signatures with pyhanko: sign with a PKCS#12 key, verify every signature against configured roots."""
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import io
 import os
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from pyhanko.keys import load_certs_from_pemder_data
@@ -26,6 +28,17 @@ CJK_FONTS = ("/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc", "/usr/sha
 
 class SigningFailed(Exception):
     """The key material or the document is unusable for signing."""
+
+
+def off_loop(fn, *args):
+    """Call one of pyhanko's synchronous functions. They run an event loop of their own (asyncio.run), which
+    fails in a thread whose loop is already running (an async caller), so there they run in a fresh thread."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return fn(*args)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(fn, *args).result()
 
 
 def load_signer(pkcs12: bytes, passphrase: str) -> signers.SimpleSigner:
@@ -101,8 +114,9 @@ def sign(content: bytes, signer: signers.SimpleSigner, field_name: str, reason: 
                                         subfilter=fields.SigSeedSubFilter.PADES, reason=reason or None,
                                         location=location or None)
     try:
-        out = signers.PdfSigner(meta, signer=signer, new_field_spec=spec,
-                                stamp_style=stamp_style(font) if spec is not None else None).sign_pdf(writer)
+        pdf_signer = signers.PdfSigner(meta, signer=signer, new_field_spec=spec,
+                                       stamp_style=stamp_style(font) if spec is not None else None)
+        out = off_loop(pdf_signer.sign_pdf, writer)
     except (SigningError, PdfError) as exc:
         raise SigningFailed(str(exc)) from exc
     return out.getvalue()
@@ -123,7 +137,7 @@ def verify(content: bytes, trust_roots_pem: str) -> list[dict]:
                    "valid": False, "trusted": False, "whole_document": False, "coverage": "unclear",
                    "modified_after_signing": True, "modification": None, "ok": False, "summary": ""}
         try:
-            status = validate_pdf_signature(embedded, trust_context(trust_roots_pem))
+            status = off_loop(validate_pdf_signature, embedded, trust_context(trust_roots_pem))
         except Exception as exc:  # noqa: BLE001 - any failure inside a hostile file is a failed verdict
             verdict["summary"] = f"cannot be validated: {type(exc).__name__}: {exc}"
             with contextlib.suppress(Exception):  # in a mangled signature the signer stays unknown

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import base64
-import fnmatch
 import hashlib
 import hmac
 import json
@@ -12,32 +11,15 @@ from urllib.parse import urljoin, urlsplit
 
 import httpx
 
-from connectors.base import Connector, ConnectorContext, ConnectorError, Operation
+from connectors.base import Connector, ConnectorContext, ConnectorError, Operation, rest
+from connectors.base.net import host_allowed  # re-exported: tests and callers import it from here
 
 SECRET = {"type": "string", "format": "secret", "minLength": 1}
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 # Headers the platform sets itself; process data may not override them.
 RESERVED = {"authorization", "idempotency-key", "host", "content-length", "x-emflow-callback", "x-emflow-signature",
             "x-emflow-timestamp", "cookie"}
-RETRYABLE_STATUS = {408, 425, 429, 500, 502, 503, 504}
 RESPONSE_HEADERS = ("content-type", "location", "etag", "retry-after", "x-request-id")
-
-
-def host_allowed(url: str, allowed: list[str]) -> bool:
-    """True if the URL's host (and port, when the entry names one) matches an allow-list entry;
-    entries are ``host``, ``host:port`` or ``*.domain``."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname or parts.username or parts.password:
-        return False
-    host = parts.hostname.lower()
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    for entry in allowed:
-        name, _, entry_port = entry.lower().rpartition(":") if ":" in entry else (entry.lower(), "", "")
-        if entry_port and (not entry_port.isdigit() or int(entry_port) != port):
-            continue
-        if host == name or (name.startswith("*.") and fnmatch.fnmatch(host, name)):
-            return True
-    return False
 
 
 class HttpConnector(Connector):
@@ -139,31 +121,12 @@ class HttpConnector(Connector):
         return {}
 
     def _send(self, context, method, url, query, headers, body, expect) -> dict:
-        limit = int(self.config.get("max_response_bytes", 5 * 1024 * 1024))
-        try:
-            with httpx.Client(timeout=httpx.Timeout(context.timeout), follow_redirects=False,
-                              verify=self.config.get("verify_tls", True), trust_env=False) as client, \
-                    client.stream(method, url, params=query, headers=headers, content=body or None) as response:
-                chunks, size = [], 0
-                for chunk in response.iter_bytes():
-                    size += len(chunk)
-                    if size > limit:
-                        raise ConnectorError(f"the response is larger than {limit} bytes", retryable=False,
-                                             code="http.too_large")
-                    chunks.append(chunk)
-        except httpx.TimeoutException:
-            raise ConnectorError(f"{method} {url} timed out after {context.timeout:g} s", code="http.timeout") from None
-        except httpx.TransportError as exc:
-            raise ConnectorError(f"{method} {url} failed: {type(exc).__name__}: {exc}",
-                                 code="http.unreachable") from None
-        content = b"".join(chunks)
-        status = response.status_code
-        if status >= 300:
-            snippet = content[:300].decode("utf-8", "replace")
-            raise ConnectorError(f"{method} {url} answered {status}: {snippet}",
-                                 retryable=status in RETRYABLE_STATUS, code=f"http.{status}")
+        response = rest.send(method, url, prefix="http", allowed=self.config["allowed_hosts"], timeout=context.timeout,
+                             headers=headers, content=body, params=query,
+                             max_bytes=int(self.config.get("max_response_bytes", 5 * 1024 * 1024)),
+                             verify_tls=self.config.get("verify_tls", True))
         kept = {k: response.headers[k] for k in RESPONSE_HEADERS if k in response.headers}
-        return {"status": status, "headers": kept, "body": _decode(content, expect, method, url)}
+        return {"status": response.status, "headers": kept, "body": _decode(response.content, expect, method, url)}
 
 
 def _encode(body: object, form: dict | None) -> bytes:

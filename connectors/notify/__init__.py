@@ -1,7 +1,9 @@
-"""In-app notifications (the unified-message channels arrive with the full connector system)."""
+"""Unified messages: the platform writes the in-app notification and sends SMS by each user's channel preferences."""
 from __future__ import annotations
 
 from connectors.base import Connector, ConnectorContext, ConnectorError, Operation
+
+CATEGORIES = ["reminder", "urge", "alarm", "cc", "message", "system"]  # as engine/messaging.py
 
 
 class NotifyConnector(Connector):
@@ -19,10 +21,12 @@ class NotifyConnector(Connector):
         ),
         "Send": Operation(
             method="send",
-            description="Send an in-app message to named users.",
+            description="Send a message to named users: in-app, and by SMS where their preference for the "
+                        "category says so (alarms and urges by default).",
             params={"type": "object",
                     "properties": {"to": {"type": "array", "items": {"type": "string"}},
-                                   "title": {"type": "string"}, "body": {"type": "string"}},
+                                   "title": {"type": "string"}, "body": {"type": "string"},
+                                   "category": {"enum": CATEGORIES}},
                     "required": ["to", "title"]},
             result={"type": "object", "properties": {"sent": {"type": "integer"}}},
         ),
@@ -35,7 +39,8 @@ class NotifyConnector(Connector):
         users = context.task_assignees(task)
         return {"sent": context.notify(users, title, body, category="reminder") if users else 0}
 
-    def send(self, context: ConnectorContext, to: list[str], title: str, body: str = "") -> dict:
+    def send(self, context: ConnectorContext, to: list[str], title: str, body: str = "",
+             category: str = "message") -> dict:
         if not isinstance(to, list) or not all(isinstance(u, str) for u in to):
             raise ConnectorError("'to' must be a list of usernames", retryable=False)
-        return {"sent": context.notify(to, title, body, category="message")}
+        return {"sent": context.notify(to, title, body, category=category)}

@@ -61,4 +61,7 @@ class ScriptEngine(PythonScriptEngine):
             "operation": operation,
             "params": {k: v["value"] for k, v in params.items()},
             "result_variable": task.task_spec.result_variable,
+            # A model that expects the outside system to answer later names the message (callbackMessage).
+            "callback_message": (getattr(task.task_spec, "extensions", None) or {}).get("properties", {})
+            .get("callbackMessage"),
         })

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, ForeignKey, Integer, String, UniqueConstraint
+from sqlalchemy import Boolean, ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from .base import Base, JSONType, UTCDateTime, utcnow
@@ -41,6 +41,7 @@ class Enterprise(Base):
     name: Mapped[str] = mapped_column(String(200))
     region_code: Mapped[str] = mapped_column(ForeignKey("region.code"), index=True)
     industry: Mapped[str] = mapped_column(String(50), default="")
+    duty_user_id: Mapped[int | None] = mapped_column(ForeignKey("user.id", use_alter=True))  # receives its alarms
 
 
 class User(Base):
@@ -104,6 +105,5 @@ class Group(Base):
 
 class GroupMember(Base):
     __tablename__ = "group_member"
-    __table_args__ = (UniqueConstraint("group_id", "user_id"),)
     group_id: Mapped[int] = mapped_column(ForeignKey("group.id", ondelete="CASCADE"), primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("user.id", ondelete="CASCADE"), primary_key=True, index=True)

@@ -57,8 +57,10 @@ def server(config, tmp_path):
     log.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
+    """Chromium for one test module. Not for the session: Playwright's sync API keeps an event loop running
+    in this thread while it is open, and later tests in the same worker (edge, pyhanko) need asyncio.run()."""
     if not shutil.which(CHROMIUM):
         pytest.fail(f"{CHROMIUM} is missing: apt-get install chromium (the browser tests never download one)")
     from playwright.sync_api import sync_playwright

@@ -83,6 +83,9 @@ class MemoryContext(ConnectorContext):
         self.files[ref["id"]] = (ref, content)
         return ref
 
+    def rate_limit(self, key: str, limit: int, window_seconds: int) -> bool:
+        return True
+
     def put(self, name: str, content: bytes, content_type: str = "application/pdf") -> dict:
         return self.store_file(name, content, content_type)
 

@@ -3,19 +3,23 @@ history holding every opinion in order, and an intact audit chain.
 
 签收 (a clerk of the group claims it) → 登记 (a registration number per year, by a service job) → 初审 (or
 returned to the issuing unit, which ends it) → 办件: 拟办 → 批办 → 承办 (deadline from the form, reminders)
-→ 办结 → 归档; 阅件: 传阅 among the chosen readers → 归档. Incoming documents may also arrive as a message.
+→ 办结 → 归档; 阅件: 传阅 among the chosen readers → 归档. Incoming documents may also arrive as a message, or
+from the government OA (webhook), which then hears of the 签收 and the 办结 through the oa connector.
 """
 from __future__ import annotations
 
 import io
+import json
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
+from sqlalchemy import select
 
-from engine import audit, clock, files, messages, notifications, operations, tasks
+from connectors.oa import OaConnector
+from engine import audit, clock, files, incidents, jobs, messages, notifications, operations, tasks
 from engine.errors import Conflict, Forbidden, ValidationFailed
-from engine.models import HumanTask, Signature
+from engine.models import Attachment, HumanTask, Incident, Signature
 from tests.engine.helpers import (
     assert_state_round_trips,
     assignee,
@@ -31,6 +35,17 @@ from tests.engine.helpers import (
     start,
     view,
     workflow_data,
+)
+from tests.outside import OutsideSystem
+from tests.webhooks import (
+    OA_SECRET,
+    OA_TOKEN,
+    configure_oa,
+    encode,
+    make_client,
+    oa_document,
+    publish,
+    sign,
 )
 
 RECEIPT = "document_receipt"
@@ -455,3 +470,141 @@ def test_an_incoming_document_message_starts_a_receipt_with_its_payload(db, conf
     assert receipt.register().startswith("收文〔")
     assert instance(db, instance_id).title == "关于开展安全生产大检查的通知"
     assert receipt.open() == [("screen", None, "zhang.wei")]
+
+
+# -- 来文 from the government OA: started by webhook, 签收 and 办结 reported back ------------------------------------
+@pytest.fixture
+def outside():
+    with OutsideSystem() as server:
+        yield server
+
+
+@pytest.fixture
+def oa_registry(registry):
+    registry.register(OaConnector)  # setup.cfg's entry point makes discover() find it once installed
+    return registry
+
+
+@pytest.fixture
+def from_oa(db, config, oa_registry, outside) -> Receipt:
+    """An OA document posted to the webhook: the 收文 it started, ready for 签收."""
+    configure_oa(db, config, oa_registry, outside)
+    document = oa_document(outside, 12, title=TITLE)
+    publish(outside, [document])
+    client, platform = make_client(config, oa_registry)
+    body = encode(document)
+    answer = client.post("/api/v1/oa/documents", data=body, content_type="application/json",
+                         headers={"X-OA-Signature": sign(OA_SECRET, body)})
+    platform.stop()
+    assert answer.status_code == 201, answer.get_json()
+    return Receipt(db, config, oa_registry, answer.get_json()["instance_id"])
+
+
+def oa_sign_in(receipt: Receipt, **overrides) -> None:
+    """The clerk checks what the OA filled in, keeps its file, chooses the handling and signs it in."""
+    task = receipt.task("sign_in")
+    claim(receipt.db, receipt.config, "zhang.wei", task.id)
+    shown = view(receipt.db, receipt.config, "zhang.wei", task.id).data
+    receipt.approve("zhang.wei", "sign_in", {**shown, "handling_type": "办理", **overrides}, opinion="OA 来文，已签收")
+
+
+def run_job(receipt: Receipt, operation: str) -> list[str]:
+    """Run the instance's one open job of ``operation`` until it is done or failed for good."""
+    [job] = [j for j in jobs_of(receipt.db, receipt.id) if j.payload["operation"] == operation]
+    outcomes = []
+    while not outcomes or outcomes[-1] == "retry":
+        clock.advance(timedelta(minutes=5))
+        outcomes.append(jobs.execute(receipt.db, receipt.config, receipt.registry, job.id))
+    receipt.checked()
+    return outcomes
+
+
+def oa_bodies(outside, kind: str) -> list[dict]:
+    return [json.loads(r["body"]) for r in outside.requests if r["path"].endswith(f"/{kind}")]
+
+
+def test_an_oa_document_is_signed_in_with_its_file_and_both_reports_reach_the_oa(from_oa, db, config, outside):
+    receipt = from_oa
+    row = instance(db, receipt.id)
+    assert (row.business_key, row.title) == ("OA-GXZF-2026-0012", TITLE)
+    with db.session() as s:
+        [attachment] = s.scalars(select(Attachment).where(Attachment.instance_id == receipt.id)).all()
+    assert attachment.filename == "来文12.pdf"
+
+    oa_sign_in(receipt)
+    assert workflow_data(db, receipt.id)["file"] == attachment.id  # the OA's file, not a fresh upload
+    assert run_job(receipt, "docnumber/Allocate") == ["done"]
+    registration = workflow_data(db, receipt.id)["registration_number"]
+    assert receipt.open() == []  # 初审 waits for the OA to hear of the receipt
+    outside.plan["/api/documents/GXZF-2026-0012/receipt"] = ["500"]
+    assert run_job(receipt, "oa/ReportReceipt") == ["retry", "done"]
+
+    [receipt_job] = [j for j in jobs_of(db, receipt.id) if j.payload["operation"] == "oa/ReportReceipt"]
+    assert outside.keys("/api/documents/GXZF-2026-0012/receipt") == [receipt_job.id, receipt_job.id]
+    assert oa_bodies(outside, "receipt")[-1] == {"status": "signed", "signed_by": "自治区应急管理厅办公室",
+                                                 "signed_at": today(config).isoformat(),
+                                                 "registration_no": registration}
+    assert receipt.open() == [("screen", None, "zhang.wei")]
+    receipt.screen()
+    receipt.propose()
+    receipt.instruct()
+    receipt.handle()
+    receipt.conclude()
+    assert receipt.status == "running" and receipt.open() == []  # 归档 waits for the completion report
+    assert run_job(receipt, "oa/ReportCompletion") == ["done"]
+
+    assert receipt.status == "completed"
+    assert oa_bodies(outside, "completion") == [{"outcome": "已制定寒潮防御工作方案并下发",
+                                                 "completed_at": "2026-12-04"}]
+    [completion_job] = [j for j in jobs_of(db, receipt.id) if j.payload["operation"] == "oa/ReportCompletion"]
+    assert outside.keys("/api/documents/GXZF-2026-0012/completion") == [completion_job.id]
+    assert {"report_receipt", "report_completion", "archive", "end"} <= set(instance(db, receipt.id).completed_elements)
+    assert [e.detail["operation"] for e in events(db, receipt.id, "service_call_completed")] == [
+        "docnumber/Allocate", "oa/ReportReceipt", "oa/ReportCompletion"]
+    assert receipt.chain_intact()
+
+
+def test_an_oa_document_for_reading_reports_its_circulation(from_oa, db, config, outside):
+    receipt = from_oa
+    oa_sign_in(receipt, handling_type="阅知")
+    run_job(receipt, "docnumber/Allocate")
+    run_job(receipt, "oa/ReportReceipt")
+    receipt.screen(readers=["li.na"])
+    receipt.approve("li.na", "circulate", loop_item="li.na", opinion="已阅")
+    assert run_job(receipt, "oa/ReportCompletion") == ["done"]
+
+    assert receipt.status == "completed"
+    [completion] = oa_bodies(outside, "completion")
+    assert completion["outcome"] == "已传阅" and completion["completed_at"].startswith(today(config).isoformat())
+
+
+def test_an_oa_that_stays_down_raises_an_incident_that_an_administrator_retries(from_oa, db, config, outside):
+    receipt = from_oa
+    oa_sign_in(receipt)
+    run_job(receipt, "docnumber/Allocate")
+    path = "/api/documents/GXZF-2026-0012/receipt"
+    outside.plan[path] = ["503"] * 3
+
+    assert run_job(receipt, "oa/ReportReceipt") == ["retry", "retry", "failed"]  # retries=2 in the settings
+
+    row = instance(db, receipt.id)
+    assert row.status == "error" and "answered 503" in row.error
+    with db.session() as s:
+        incident = s.scalars(select(Incident).where(Incident.instance_id == receipt.id)).one()
+        assert (incident.operation, incident.attempts) == ("oa/ReportReceipt", 3)
+        assert OA_TOKEN not in incident.message
+    with db.transaction() as s:
+        incidents.retry(s, config, load_user(s, "admin"), incident.id, "OA 已恢复")
+    assert run_job(receipt, "oa/ReportReceipt") == ["done"]
+    assert len(set(outside.keys(path))) == 1 and len(outside.keys(path)) == 4  # one key for every attempt
+    assert receipt.status == "running" and receipt.open() == [("screen", None, "zhang.wei")]
+
+
+def test_a_receipt_without_an_oa_id_never_calls_the_oa(receipt, db, config, registry):
+    to_handle(receipt)
+    receipt.handle()
+    receipt.conclude()
+
+    assert receipt.status == "completed"
+    assert [j.payload["operation"] for j in jobs_of(db, receipt.id)] == ["docnumber/Allocate"]
+    assert workflow_data(db, receipt.id)["oa_id"] is None

@@ -47,7 +47,7 @@ def test_openapi_document(client):
 def test_models_and_versions(client, api):
     h = api("li.na")
     models = client.get("/api/v1/process-models", headers=h).get_json()
-    assert [m["key"] for m in models] == ["document_dispatch", "document_receipt"]
+    assert [m["key"] for m in models] == ["alarm_closure", "document_dispatch", "document_receipt"]
     versions = client.get("/api/v1/process-models/document_dispatch/versions", headers=h).get_json()
     assert versions[0]["version"] == 1 and len(versions[0]["sha256"]) == 64
     assert client.get("/api/v1/process-models/nope/versions", headers=h).status_code == 404

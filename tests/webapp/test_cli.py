@@ -15,12 +15,12 @@ def test_init_and_demo_twice_is_harmless(tmp_path, monkeypatch, capsys):
     assert main(["demo", "--password", "Another2026"]) == 0
     assert main(["demo", "--password", "Another2026"]) == 0
     out = capsys.readouterr().out
-    assert "document_dispatch: version 1 (new)" in out and out.count("version 1") == 4
+    assert "document_dispatch: version 1 (new)" in out and out.count("version 1") == 6
     db = Database(Config.from_env())
     with db.session() as s:
-        assert s.scalar(select(func.count()).select_from(User)) == 9
-        assert s.scalar(select(func.count()).select_from(ProcessVersion)) == 2
-        assert s.scalar(select(func.count()).select_from(UserRole)) == 14
+        assert s.scalar(select(func.count()).select_from(User)) == 11  # with the alarm duty officers
+        assert s.scalar(select(func.count()).select_from(ProcessVersion)) == 3
+        assert s.scalar(select(func.count()).select_from(UserRole)) == 20
     db.dispose()
 
 

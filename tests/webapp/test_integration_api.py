@@ -28,8 +28,10 @@ def platform_(app):
 @pytest.fixture
 def deployed(db, platform_):
     """start → send (http/Request) → wait for 'report.answered' → review → end."""
-    body = ('<bpmn:startEvent id="start"/>'
-            + service_task("send", "http/Request", "sent", {"method": "'POST'", "url": "'/reports'"})
+    send = service_task("send", "http/Request", "sent", {"method": "'POST'", "url": "'/reports'"}).replace(
+        "<bpmn:extensionElements>", '<bpmn:extensionElements><spiffworkflow:properties><spiffworkflow:property '
+        'name="callbackMessage" value="report.answered"/></spiffworkflow:properties>', 1)
+    body = ('<bpmn:startEvent id="start"/>' + send
             + '<bpmn:intermediateCatchEvent id="wait"><bpmn:messageEventDefinition messageRef="answered">'
               "<bpmn:extensionElements><spiffworkflow:messageVariable>answer</spiffworkflow:messageVariable>"
               "</bpmn:extensionElements></bpmn:messageEventDefinition></bpmn:intermediateCatchEvent>"
@@ -146,4 +148,6 @@ def test_a_callback_reaches_the_instance_once_and_forged_ones_are_refused(client
     assert (again.status_code, again.get_json()["code"]) == (409, "callback_not_waiting")
     forged = client.post(path[:-2] + "00", json=answer)
     assert (forged.status_code, forged.get_json()["code"]) == (404, "callback_unknown")
+    other_message = client.post(path, json={"message": "ministry.instruction", "payload": {}})
+    assert (other_message.status_code, other_message.get_json()["code"]) == (404, "callback_unknown")
     assert client.post(path, json={"payload": {}}).status_code == 422

@@ -64,8 +64,12 @@ def engine_error_response(exc: EngineError):
     return response
 
 
-# The callback endpoint authenticates by its unguessable, HMAC-signed address instead of a bearer token.
-PUBLIC_ENDPOINTS = {"api_auth.token", "api_callbacks.callback"}
+# The callback endpoint authenticates by its unguessable, HMAC-signed address, the gateway by the
+# consumer's API key, SMS receipts and OA / ministry webhooks by their HMAC signature, telemetry by the
+# gateway's credential, instead of a user's bearer token.
+PUBLIC_ENDPOINTS = {"api_auth.token", "api_callbacks.callback", "api_services.call", "api_services.wsdl",
+                    "api_services.soap", "api_telemetry.ingest", "api_sms.receipts",
+                    "api_oa.documents", "api_ministry.instructions"}
 
 
 def authenticate() -> None:
@@ -84,24 +88,31 @@ def init_api(app: Flask, csrf) -> Api:
     from . import (
         attachments,
         auth,
+        bus,
         callbacks,
         connectors,
         incidents,
         messages,
+        ministry,
         models,
         notifications,
+        oa,
         opinions,
         process_instances,
         secrets,
+        services,
         sheets,
+        sms,
         tasks,
+        telemetry,
     )
 
     api = EmflowApi(app, spec_kwargs={"components": {"securitySchemes": {
         "bearer": {"type": "http", "scheme": "bearer"}}}, "security": [{"bearer": []}]})
     app.before_request(authenticate)
     for module in (auth, models, process_instances, tasks, messages, attachments, notifications, connectors,
-                   opinions, sheets, incidents, secrets, callbacks):
+                   opinions, sheets, incidents, secrets, callbacks, bus, services, telemetry, sms, oa,
+                   ministry):
         csrf.exempt(module.blp)
         api.register_blueprint(module.blp, url_prefix=f"/api/v1{module.PREFIX}")
 

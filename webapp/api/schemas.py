@@ -331,3 +331,48 @@ class CallbackRequest(ma.Schema):
 
 class CallbackResult(ma.Schema):
     instance_id = f.Integer()
+
+
+class BusServiceIn(ma.Schema):
+    name = f.String(required=True, validate=ma.validate.Length(min=1, max=200))
+    kind = f.String(required=True)
+    description = f.String(load_default="")
+    definition = f.Dict(required=True)
+    enabled = f.Boolean(load_default=True)
+
+
+class BusServiceOut(ma.Schema):
+    key = f.String()
+    name = f.String()
+    kind = f.String()
+    description = f.String()
+    definition = f.Dict()
+    enabled = f.Boolean()
+    revision = f.Integer()
+    updated_at = f.DateTime()
+
+
+class BusConsumerIn(ma.Schema):
+    name = f.String(required=True, validate=ma.validate.Length(min=1, max=200))
+    permissions = f.List(f.String(), load_default=list)
+    rate_per_minute = f.Integer(load_default=600)
+    run_as = f.String(load_default=None, allow_none=True)
+    enabled = f.Boolean(load_default=True)
+
+
+class BusConsumerOut(ma.Schema):
+    id = f.Integer()
+    name = f.String()
+    permissions = f.List(f.String())
+    rate_per_minute = f.Integer()
+    enabled = f.Boolean()
+    created_at = f.DateTime()
+    last_used_at = f.DateTime(allow_none=True)
+    api_key = f.String(dump_default=None, allow_none=True)
+
+
+class UsageArgs(ma.Schema):
+    day_from = f.Date(required=True, data_key="from")
+    day_to = f.Date(required=True, data_key="to")
+    service = f.String()
+    consumer_id = f.Integer()

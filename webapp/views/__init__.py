@@ -12,10 +12,24 @@ from engine.models import Unit, User
 
 from .. import i18n
 from ..platform import platform
-from . import admin, auth, files, inbox, instances, lookup, notices, opinions, processes, sheet, taskpage
+from . import (
+    admin,
+    alarms,
+    auth,
+    files,
+    inbox,
+    instances,
+    integration,
+    lookup,
+    notices,
+    opinions,
+    processes,
+    sheet,
+    taskpage,
+)
 
 BLUEPRINTS = (auth.bp, inbox.bp, processes.bp, taskpage.bp, instances.bp, files.bp, notices.bp, admin.bp, lookup.bp,
-              sheet.bp, opinions.bp)
+              sheet.bp, opinions.bp, integration.bp, alarms.bp)
 
 def register(app: Flask) -> None:
     for bp in BLUEPRINTS:
@@ -98,7 +112,7 @@ def decision_text(decision: str | None, action: str | None = None) -> str:
 
 def category_text(category: str) -> str:
     return {"task": _("Task"), "reminder": _("Reminder"), "urge": _("Urge"), "cc": _("Copy to"),
-            "alarm": _("Alarm")}.get(category, category)
+            "alarm": _("Alarm"), "message": _("Message"), "system": _("System notice")}.get(category, category)
 
 
 def position_text(position: str | None) -> str:

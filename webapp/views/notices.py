@@ -1,10 +1,11 @@
-"""In-app notifications."""
+"""In-app notifications, and each user's channel preferences per message category."""
 from __future__ import annotations
 
-from flask import Blueprint, g, redirect, render_template, request, url_for
+from flask import Blueprint, flash, g, redirect, render_template, request, url_for
+from flask_babel import gettext as _
 from sqlalchemy import select
 
-from engine import notifications
+from engine import messaging, notifications
 from engine.models import Notification
 
 from ..platform import platform
@@ -41,3 +42,28 @@ def mark_read():
     with platform().db.transaction() as s:
         notifications.mark_read(s, g.user, ids)
     return redirect(request.form.get("next") or url_for("notifications.index"))
+
+
+@bp.route("/preferences")
+@login_required
+def preferences():
+    """Which channels each message category reaches the user by."""
+    with platform().db.session() as s:
+        number = messaging.mobile_number(s, g.user)
+        chosen = messaging.preferences(s, g.user)
+        sms_ready = messaging.sms_ready(s)
+    return render_template("notification_prefs.html", categories=messaging.CATEGORIES, chosen=chosen,
+                           mobile=messaging.masked(number), sms_ready=sms_ready)
+
+
+@bp.route("/preferences", methods=["POST"])
+@login_required
+def save_preferences():
+    sms = set(request.form.getlist("sms"))
+    wanted = {c: ["inapp", "sms"] if c in sms else ["inapp"] for c in messaging.CATEGORIES}
+    with platform().db.transaction() as s:
+        if messaging.mobile_number(s, g.user) is None:  # nothing to choose: the defaults apply once a number is added
+            return redirect(url_for("notifications.preferences"))
+        messaging.set_preferences(s, g.user, wanted)
+    flash(_("Message settings saved."), "success")
+    return redirect(url_for("notifications.preferences"))
