@@ -152,7 +152,6 @@ def write_config(tmp_path: Path, text: str, name: str = "site.toml") -> Config:
 def header(platform_url: str, gateway: str = "gw-test", *, transport: str = "http", batch_size: int = 50,
            live_window: float = 60.0, cap: int = 100000, policy: str = "drop_oldest", heartbeat: float = 60.0) -> str:
     """The [gateway], [platform] and [outbox] tables for a test config."""
-    token = 'token_file = "gateway.token"' if transport == "http" else ""
     return f"""
 [gateway]
 id = "{gateway}"
@@ -162,7 +161,7 @@ health_interval = 0.2
 [platform]
 url = "{platform_url}"
 transport = "{transport}"
-{token}
+token_file = "gateway.token"
 timeout = 5
 retry_initial = 0.05
 retry_max = 0.3

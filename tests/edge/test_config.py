@@ -66,6 +66,13 @@ def test_token_comes_from_env_or_file(tmp_path, monkeypatch):
     assert config.platform.token() == "secret-2"
 
 
+def test_every_transport_needs_a_credential():
+    text = GOOD.replace('token_env = "EMFLOW_GATEWAY_TOKEN"\n', "")
+    assert any("the http transport needs a credential" in e for e in errors(text))
+    mqtt = text.replace('url = "https://platform.example"', 'url = "mqtts://broker.example"\ntransport = "mqtt"')
+    assert any("the mqtt transport needs a credential" in e for e in errors(mqtt))
+
+
 def test_bad_data_type_names_line_and_key():
     text = GOOD.replace('data_type = "float32"', 'data_type = "int8"')
     assert errors(text) == ["site.toml line 17: devices.boiler.points.level.data_type: 'int8' is not one of "

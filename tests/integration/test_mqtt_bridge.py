@@ -130,8 +130,7 @@ def test_the_real_edge_over_mqtt_reaches_the_platform_once_and_raises_an_alarm(d
     site = tmp_path / "site"
     site.mkdir()
     edge_config = write_config(site, header("mqtt://127.0.0.1:1883", code, transport="mqtt", batch_size=7).replace(
-        'transport = "mqtt"', f'transport = "mqtt"\ntoken_file = "gateway.token"\n'
-                              f'topic = "{bridges.prefix}/{{gateway}}/telemetry"') + """
+        'transport = "mqtt"', f'transport = "mqtt"\ntopic = "{bridges.prefix}/{{gateway}}/telemetry"') + """
 [devices.plc]
 protocol = "modbus_tcp"
 host = "127.0.0.1"
