@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 
 from .errors import AssignmentError
 from .models import Group, Role, Unit, User, UserRole
-from .org import leader_of, unit_by_code, user_by_username
+from .org import leader_of, unit_by_code
 
 _FUNCS = {
     "user": ((str,), set()),
@@ -152,10 +152,10 @@ def resolve(session: Session, rule: Rule, ctx: Context, out: Resolution | None =
     elif kind == "initiator":
         out.add_user(ctx.initiator)
     elif kind == "user":
-        out.add_user(user_by_username(session, rule.args[0]))
+        out.add_user(_user_row(session, rule.args[0]))
     elif kind == "field":
         for name in _field_values(ctx, rule.args[0]):
-            out.add_user(user_by_username(session, name))
+            out.add_user(_user_row(session, name))
     elif kind == "group":
         gid = session.scalar(select(Group.id).where(Group.code == rule.args[0]))
         if gid is not None and gid not in out.groups:
@@ -176,6 +176,11 @@ def resolve(session: Session, rule: Rule, ctx: Context, out: Resolution | None =
         for unit in _leader_units(session, rule, ctx):
             out.add_user(leader_of(session, unit, up))
     return out
+
+
+def _user_row(session: Session, username: str):
+    """(id, name, is_active) of a user: plain columns, as for roles; a whole User is not needed here."""
+    return session.execute(select(User.id, User.name, User.is_active).where(User.username == username)).first()
 
 
 def _field_values(ctx: Context, name: str) -> list[str]:

@@ -5,7 +5,7 @@ import hashlib
 import json
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import event, insert, select
 from sqlalchemy.orm import Session
 
 from .models import ChainHead, InstanceEvent, ProcessInstance, SystemEvent, User, utcnow
@@ -16,31 +16,74 @@ def _digest(prev_hash: str, fields: dict[str, Any]) -> str:
     return hashlib.sha256((prev_hash + body).encode("utf-8")).hexdigest()
 
 
-def _instance_fields(e: InstanceEvent) -> dict:
+def _fields(e: dict) -> dict:
     return {
-        "instance_id": e.instance_id, "seq": e.seq, "at": e.at.isoformat(), "kind": e.kind,
-        "actor_id": e.actor_id, "actor_name": e.actor_name, "task_id": e.task_id, "bpmn_id": e.bpmn_id,
-        "task_name": e.task_name, "opinion": e.opinion, "detail": e.detail,
+        "instance_id": e["instance_id"], "seq": e["seq"], "at": e["at"].isoformat(), "kind": e["kind"],
+        "actor_id": e["actor_id"], "actor_name": e["actor_name"], "task_id": e["task_id"], "bpmn_id": e["bpmn_id"],
+        "task_name": e["task_name"], "opinion": e["opinion"], "detail": e["detail"],
     }
+
+
+def _instance_fields(e: InstanceEvent) -> dict:
+    return _fields({c: getattr(e, c) for c in _HASHED})
+
+
+_HASHED = ("instance_id", "seq", "at", "kind", "actor_id", "actor_name", "task_id", "bpmn_id", "task_name",
+           "opinion", "detail")
+# Events wait in session.info until the session flushes, then go in as one Core INSERT: nothing reads the
+# event objects back, and the ORM unit of work per event costs more than the event itself.
+_PENDING = "audit_pending_events"
 
 
 def record(session: Session, instance: ProcessInstance, kind: str, actor: User | None = None, *,
            task_id: str | None = None, bpmn_id: str | None = None, task_name: str | None = None,
-           opinion: str | None = None, **detail) -> InstanceEvent:
-    """Append an event to the instance's chain; the caller holds the instance lock."""
+           opinion: str | None = None, **detail) -> None:
+    """Append an event to the instance's chain; the caller holds the instance lock. The row is written
+    with the session's next flush (after the ORM's own rows, so every foreign key it names exists)."""
     # Store exactly what is hashed: a JSON copy, detached from objects the workflow may still change.
     detail = json.loads(json.dumps(detail, ensure_ascii=False, default=str))
-    instance.event_count += 1
-    event = InstanceEvent(
-        instance_id=instance.id, seq=instance.event_count, at=utcnow(), kind=kind,
-        actor_id=actor.id if actor else None, actor_name=actor.name if actor else "",
-        task_id=task_id, bpmn_id=bpmn_id, task_name=task_name, opinion=opinion, detail=detail,
-        prev_hash=instance.last_event_hash,
-    )
-    event.hash = _digest(event.prev_hash, _instance_fields(event))
-    instance.last_event_hash = event.hash
-    session.add(event)
-    return event
+    instance.event_count += 1  # also marks the instance dirty, so the session will flush
+    row = {
+        "instance_id": instance.id, "seq": instance.event_count, "at": utcnow(), "kind": kind,
+        "actor_id": actor.id if actor else None, "actor_name": actor.name if actor else "",
+        "task_id": task_id, "bpmn_id": bpmn_id, "task_name": task_name, "opinion": opinion, "detail": detail,
+        "prev_hash": instance.last_event_hash,
+    }
+    row["hash"] = _digest(row["prev_hash"], _fields(row))
+    instance.last_event_hash = row["hash"]
+    session.info.setdefault(_PENDING, []).append(row)
+
+
+def _write_pending(session: Session) -> None:
+    events = session.info.pop(_PENDING, None)
+    if events:
+        session.connection().execute(insert(InstanceEvent.__table__), events)
+
+
+@event.listens_for(Session, "after_flush")
+def _after_flush(session: Session, _context) -> None:
+    _write_pending(session)
+
+
+@event.listens_for(Session, "before_commit")
+def _before_commit(session: Session) -> None:
+    # Normally the flush writes them; this covers a session with nothing else left to flush.
+    if session.info.get(_PENDING):
+        session.flush()
+        _write_pending(session)
+
+
+@event.listens_for(Session, "after_soft_rollback")
+def _after_rollback(session: Session, _previous) -> None:
+    # A rollback (also of a savepoint, which began with a flush) discards the events not yet written.
+    session.info.pop(_PENDING, None)
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _after_transaction_end(session: Session, transaction) -> None:
+    # Closing a session without committing discards them too (read sessions write nothing).
+    if transaction.parent is None:
+        session.info.pop(_PENDING, None)
 
 
 def verify_instance(session: Session, instance_id: int) -> int | None:

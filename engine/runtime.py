@@ -13,13 +13,14 @@ import time
 import uuid
 from datetime import UTC, date, datetime
 from datetime import time as dt_time
+from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 from SpiffWorkflow.bpmn import BpmnWorkflow
 from SpiffWorkflow.exceptions import SpiffWorkflowException
 from SpiffWorkflow.specs.Join import Join
 from SpiffWorkflow.util.task import TaskState
-from sqlalchemy import delete, select, update
+from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.orm import Session, undefer
 
 from . import audit, calendar
@@ -38,6 +39,21 @@ MAX_AUTOMATIC_ROUNDS = 50  # approver rules may complete tasks that lead to more
 TIMER_EVENTS = ("DurationTimerEventDefinition", "TimeDateEventDefinition", "CycleTimerEventDefinition")
 
 
+@lru_cache(maxsize=8)
+def _lock_statement(row_lock: bool, skip_locked: bool, by_task: bool):
+    """The locking SELECT, built once per variant (building it costs more than SQLAlchemy's compiled cache
+    saves); the instance id or task id is its one parameter, ``key``."""
+    if by_task:
+        stmt = (select(ProcessInstance, HumanTask).join(HumanTask, HumanTask.instance_id == ProcessInstance.id)
+                .where(HumanTask.id == bindparam("key")))
+    else:
+        stmt = select(ProcessInstance).where(ProcessInstance.id == bindparam("key"))
+    stmt = stmt.options(undefer(ProcessInstance.state))
+    if row_lock:
+        stmt = stmt.with_for_update(skip_locked=skip_locked, of=(ProcessInstance, HumanTask) if by_task else None)
+    return stmt.execution_options(populate_existing=True)
+
+
 def lock_instance(session: Session, instance_id: int | None, skip_locked: bool = False,
                   task_id: str | None = None):
     """Load an instance for writing: row lock on PostgreSQL; on SQLite the IMMEDIATE transaction already
@@ -45,16 +61,8 @@ def lock_instance(session: Session, instance_id: int | None, skip_locked: bool =
 
     With ``task_id`` the instance is found through its task, and (instance, task) is returned, both
     locked: a concurrent writer's changes to either are seen once the lock is ours."""
-    if task_id is not None:
-        stmt = (select(ProcessInstance, HumanTask).join(HumanTask, HumanTask.instance_id == ProcessInstance.id)
-                .where(HumanTask.id == task_id))
-    else:
-        stmt = select(ProcessInstance).where(ProcessInstance.id == instance_id)
-    stmt = stmt.options(undefer(ProcessInstance.state))
-    if session.bind.dialect.name == "postgresql":
-        stmt = stmt.with_for_update(skip_locked=skip_locked,
-                                    of=(ProcessInstance, HumanTask) if task_id is not None else None)
-    result = session.execute(stmt.execution_options(populate_existing=True)).first()
+    stmt = _lock_statement(session.bind.dialect.name == "postgresql", skip_locked, task_id is not None)
+    result = session.execute(stmt, {"key": task_id if task_id is not None else instance_id}).first()
     if task_id is not None:
         return tuple(result) if result is not None else None
     return result[0] if result is not None else None

@@ -52,11 +52,14 @@ def tasks_out(session: Session, rows: list[HumanTask], known: dict[int, str] | N
     return out
 
 
-def instance_out(session: Session, inst: ProcessInstance, version: int | None = None) -> dict:
-    """An instance's summary fields; the version number comes from the version cache unless given."""
+def instance_out(session: Session, inst: ProcessInstance, version: int | None = None,
+                 initiator: str | None = None) -> dict:
+    """An instance's summary fields; the version number comes from the version cache unless given, the
+    initiator's username from the username cache unless given."""
     if version is None:
         version = VERSIONS.get(session, inst.version_id).version
-    initiator = username_of(session, inst.initiator_id) if inst.initiator_id else None
+    if initiator is None and inst.initiator_id:
+        initiator = username_of(session, inst.initiator_id)
     return {
         "id": inst.id, "process_key": inst.process_key, "version": version, "status": inst.status,
         "business_key": inst.business_key, "title": inst.title, "region_code": inst.region_code,
@@ -67,11 +70,19 @@ def instance_out(session: Session, inst: ProcessInstance, version: int | None = 
 
 def instance_summary(session: Session, inst: ProcessInstance) -> dict:
     """An instance with its open tasks: what a client needs after acting on it (history is a GET away)."""
-    body = instance_out(session, inst)
-    rows = session.execute(select(HumanTask, User.id, User.username).outerjoin(User, User.id == HumanTask.assignee_id)
-                           .where(HumanTask.instance_id == inst.id, HumanTask.state == "open")
-                           .order_by(HumanTask.created_at)).all()
-    body["tasks"] = tasks_out(session, [r[0] for r in rows], known={uid: name for _, uid, name in rows if uid})
+    known = platform().usernames
+    initiator = known.get(inst.initiator_id) if inst.initiator_id else None
+    stmt = (select(HumanTask, User.id, User.username).outerjoin(User, User.id == HumanTask.assignee_id)
+            .where(HumanTask.instance_id == inst.id, HumanTask.state == "open").order_by(HumanTask.created_at))
+    if inst.initiator_id and initiator is None:
+        # The initiator's username rides along with the tasks: one round trip instead of two.
+        stmt = stmt.add_columns(select(User.username).where(User.id == inst.initiator_id)
+                                .scalar_subquery().label("initiator"))
+    rows = session.execute(stmt).all()
+    if inst.initiator_id and initiator is None and rows:
+        initiator = known[inst.initiator_id] = rows[0].initiator
+    body = instance_out(session, inst, initiator=initiator)
+    body["tasks"] = tasks_out(session, [r[0] for r in rows], known={r[1]: r[2] for r in rows if r[1]})
     return body
 
 

@@ -47,7 +47,7 @@ def inbox(args):
                 raise Forbidden("only supervisors see the overdue list", code="not_supervisor")
             items, total = operations.overdue(s, g.user, page_no, per_page)
         else:
-            items, total = tasks.inbox(s, g.user, args["scope"], page_no, per_page)
+            items, total = tasks.inbox(s, g.user, args["scope"], page_no, per_page, plain=True)
         body = serial.tasks_out(s, items, known={g.user.id: g.user.username})
         return jsonify(serial.page(body, total, page_no, per_page))
 
