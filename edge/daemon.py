@@ -82,7 +82,7 @@ async def run_async(config: Config) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
-        with contextlib.suppress(NotImplementedError):
+        with contextlib.suppress(NotImplementedError):  # event loops without signal support (Windows)
             loop.add_signal_handler(sig, stop.set)
     await Gateway(config).run(stop)
 

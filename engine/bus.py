@@ -174,23 +174,22 @@ def delete_service(session: Session, user: User, key: str) -> None:
     audit.record_system(session, "bus_service_deleted", user, target=key)
 
 
-def _operation_schemas(service: BusService, registry: Registry) -> dict:
-    out = {}
-    for name, op in service.definition["operations"].items():
-        params, result = op.get("params"), op.get("result")
-        if service.kind == "connector":
-            spec = registry.resolve(op["operation"])
-            params = params or spec[0].operations[spec[1]].params
-            result = result or spec[0].operations[spec[1]].result
-        out[name] = {"params": params or {"type": "object"}, "result": result or {"type": "object"}}
-    return out
+def _schemas(service: BusService, registry: Registry, name: str) -> dict:
+    """The parameter and result schemas of one operation (a connector operation's own unless overridden)."""
+    op = service.definition["operations"][name]
+    params, result = op.get("params"), op.get("result")
+    if service.kind == "connector":
+        connector, op_name = registry.resolve(op["operation"])
+        params = params or connector.operations[op_name].params
+        result = result or connector.operations[op_name].result
+    return {"params": params or {"type": "object"}, "result": result or {"type": "object"}}
 
 
 def catalogue(session: Session, registry: Registry, consumer: BusConsumer | None = None) -> list[dict]:
     """Enabled services with their operations and schemas; for a consumer, only what it may call."""
     out = []
     for service in session.scalars(select(BusService).where(BusService.enabled.is_(True)).order_by(BusService.key)):
-        ops = {n: o for n, o in _operation_schemas(service, registry).items()
+        ops = {n: _schemas(service, registry, n) for n in service.definition["operations"]
                if consumer is None or permitted(consumer, service.key, n)}
         if ops:
             out.append({"key": service.key, "name": service.name, "kind": service.kind,
@@ -342,7 +341,7 @@ def call(db, config: Config, registry: Registry, limiter: RateLimiter, consumer_
         if not isinstance(arguments, dict):
             raise ValidationFailed("the arguments must be a JSON object",
                                    errors={"arguments": [FieldError("type", "object").as_dict()]})
-        _validate(_operation_schemas(service, registry)[operation]["params"], arguments)
+        _validate(_schemas(service, registry, operation)["params"], arguments)
         kind, definition = service.kind, service.definition
         try:
             # The outside call's connector is built in this same short read, before any waiting on the network.

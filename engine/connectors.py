@@ -274,8 +274,9 @@ def configure(session: Session, config: Config, registry: Registry, user: User, 
     if retries is not None and not 0 <= retries <= 10:
         errors["retries"] = [FieldError("maximum", 10).as_dict()]
     if not errors:
+        found: list[str] = []
         try:
-            plain = secrets.resolve(session, config, settings, [])
+            plain = secrets.resolve(session, config, settings, found)
         except NotFound as exc:
             raise ValidationFailed(exc.message, errors={"config": [{"code": "unknown_secret",
                                                                     "message": exc.message}]}) from None
@@ -284,6 +285,11 @@ def configure(session: Session, config: Config, registry: Registry, user: User, 
             errors.setdefault(f"config.{where}" if where else "config", []).append(
                 FieldError(error.validator if error.validator in MESSAGES else "invalid",
                            error.validator_value if error.validator in LIMITED else None).as_dict())
+        if not errors:
+            try:  # the connector's own judgement (a missing tool, an endpoint off its allow-list ...)
+                registry.classes[name](plain).check()
+            except ConnectorError as exc:
+                errors["config"] = [{"code": exc.code or "invalid", "message": secrets.redact(str(exc), found)}]
     if errors:
         raise ValidationFailed(f"the settings of connector '{name}' are not valid", errors=errors)
     row = session.get(ConnectorConfig, name) or ConnectorConfig(name=name)

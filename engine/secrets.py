@@ -39,23 +39,29 @@ def _keys(config: Config) -> MultiFernet:
         raise Misconfigured("EMFLOW_SECRETS_KEY is not a valid Fernet key", code="secrets_key_invalid") from exc
 
 
+_INSTANCE_KEYS: dict[str, str] = {}  # key file path -> key: read once per process, it never changes
+
+
 def _instance_key(config: Config) -> str:
     path = config.instance_path / "secrets_key"
-    if path.exists():
-        return path.read_text().strip()
-    config.instance_path.mkdir(parents=True, exist_ok=True)
-    # Written to a private temporary file, then linked into place: a process starting at the same moment
-    # sees either no file or the whole key, never an empty one.
-    fd, temporary = tempfile.mkstemp(dir=config.instance_path, prefix=".secrets_key.")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(Fernet.generate_key().decode())
-        os.link(temporary, path)
-    except FileExistsError:
-        pass  # another process won; use its key
-    finally:
-        os.unlink(temporary)
-    return path.read_text().strip()
+    cached = _INSTANCE_KEYS.get(str(path))
+    if cached:
+        return cached
+    if not path.exists():
+        config.instance_path.mkdir(parents=True, exist_ok=True)
+        # Written to a private temporary file, then linked into place: a process starting at the same moment
+        # sees either no file or the whole key, never an empty one.
+        fd, temporary = tempfile.mkstemp(dir=config.instance_path, prefix=".secrets_key.")
+        try:
+            with os.fdopen(fd, "w") as f:
+                f.write(Fernet.generate_key().decode())
+            os.link(temporary, path)
+        except FileExistsError:
+            pass  # another process won; use its key
+        finally:
+            os.unlink(temporary)
+    key = _INSTANCE_KEYS[str(path)] = path.read_text().strip()
+    return key
 
 
 def signing_keys(config: Config, purpose: str) -> list[bytes]:

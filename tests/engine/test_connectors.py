@@ -8,7 +8,7 @@ import pytest
 from cryptography.fernet import Fernet
 
 from connectors.base import Connector, ConnectorError, Operation
-from engine import clock, incidents, instances, jobs, secrets
+from engine import clock, connectors, incidents, instances, jobs, secrets
 from engine.connectors import Registry, callback_token, job_of_token
 from engine.errors import Conflict, Forbidden, ValidationFailed
 from engine.models import ConnectorConfig, Incident, Job
@@ -352,3 +352,13 @@ def test_a_callback_token_is_bound_to_its_job_and_message_and_survives_key_rotat
     assert job_of_token(before, "", "report.answered") is None
     assert job_of_token(config.with_(secrets_key=f"{new_key},{old_key}"), token, "report.answered") == job
     assert job_of_token(config.with_(secrets_key=new_key), token, "report.answered") is None
+
+
+def test_settings_the_connector_itself_refuses_are_not_stored(db, config, registry):
+    with db.transaction() as s:
+        secrets.put(s, config, "sms_key", "sms-key-123456")
+    with db.transaction() as s, pytest.raises(ValidationFailed) as refused:
+        connectors.configure(s, config, registry, load_user(s, "admin"), "sms", {
+            "endpoint": "https://sms.example/send", "allowed_hosts": ["other.example"], "account": "gx",
+            "api_key": {"$secret": "sms_key"}, "sign": "【广西应急】", "templates": {"notice": "{title}"}})
+    assert "allow-list" in refused.value.errors["config"][0]["message"]
