@@ -525,8 +525,10 @@ def oa_bodies(outside, kind: str) -> list[dict]:
 
 def test_an_oa_document_is_signed_in_with_its_file_and_both_reports_reach_the_oa(from_oa, db, config, outside):
     receipt = from_oa
+    received_on = today(config).isoformat()  # the jobs below move the clock, maybe past midnight
     row = instance(db, receipt.id)
     assert (row.business_key, row.title) == ("OA-GXZF-2026-0012", TITLE)
+    assert workflow_data(db, receipt.id)["received_on"] == received_on
     with db.session() as s:
         [attachment] = s.scalars(select(Attachment).where(Attachment.instance_id == receipt.id)).all()
     assert attachment.filename == "来文12.pdf"
@@ -542,8 +544,7 @@ def test_an_oa_document_is_signed_in_with_its_file_and_both_reports_reach_the_oa
     [receipt_job] = [j for j in jobs_of(db, receipt.id) if j.payload["operation"] == "oa/ReportReceipt"]
     assert outside.keys("/api/documents/GXZF-2026-0012/receipt") == [receipt_job.id, receipt_job.id]
     assert oa_bodies(outside, "receipt")[-1] == {"status": "signed", "signed_by": "自治区应急管理厅办公室",
-                                                 "signed_at": today(config).isoformat(),
-                                                 "registration_no": registration}
+                                                 "signed_at": received_on, "registration_no": registration}
     assert receipt.open() == [("screen", None, "zhang.wei")]
     receipt.screen()
     receipt.propose()
