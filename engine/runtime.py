@@ -20,8 +20,8 @@ from SpiffWorkflow.bpmn import BpmnWorkflow
 from SpiffWorkflow.exceptions import SpiffWorkflowException
 from SpiffWorkflow.specs.Join import Join
 from SpiffWorkflow.util.task import TaskState
-from sqlalchemy import bindparam, delete, select, update
-from sqlalchemy.orm import Session, undefer
+from sqlalchemy import bindparam, delete, exists, select, update
+from sqlalchemy.orm import Session, aliased, undefer
 
 from . import audit, calendar
 from .assignment import Context, parse_rule, resolve
@@ -43,9 +43,11 @@ TIMER_EVENTS = ("DurationTimerEventDefinition", "TimeDateEventDefinition", "Cycl
 def _lock_statement(row_lock: bool, skip_locked: bool, by_task: bool):
     """The locking SELECT, built once per variant (building it costs more than SQLAlchemy's compiled cache
     saves); the instance id or task id is its one parameter, ``key``."""
-    if by_task:
-        stmt = (select(ProcessInstance, HumanTask).join(HumanTask, HumanTask.instance_id == ProcessInstance.id)
-                .where(HumanTask.id == bindparam("key")))
+    if by_task:  # with the task, whether added signers are still to sign it (asked on every completion)
+        signer = aliased(HumanTask)
+        waiting = exists().where(signer.parent_task_id == HumanTask.id, signer.state.in_(("open", "planned")))
+        stmt = (select(ProcessInstance, HumanTask, waiting.label("signers_waiting"))
+                .join(HumanTask, HumanTask.instance_id == ProcessInstance.id).where(HumanTask.id == bindparam("key")))
     else:
         stmt = select(ProcessInstance).where(ProcessInstance.id == bindparam("key"))
     stmt = stmt.options(undefer(ProcessInstance.state))
@@ -59,8 +61,8 @@ def lock_instance(session: Session, instance_id: int | None, skip_locked: bool =
     """Load an instance for writing: row lock on PostgreSQL; on SQLite the IMMEDIATE transaction already
     serialises writers and the version column catches anything stale.
 
-    With ``task_id`` the instance is found through its task, and (instance, task) is returned, both
-    locked: a concurrent writer's changes to either are seen once the lock is ours."""
+    With ``task_id`` the instance is found through its task, and (instance, task, signers waiting) is
+    returned, both rows locked: a concurrent writer's changes to either are seen once the lock is ours."""
     stmt = _lock_statement(session.bind.dialect.name == "postgresql", skip_locked, task_id is not None)
     result = session.execute(stmt, {"key": task_id if task_id is not None else instance_id}).first()
     if task_id is not None:
@@ -153,6 +155,9 @@ class Step:
         self.workflow: BpmnWorkflow | None = None
         self._initiator: User | None = None
         self.task_row: HumanTask | None = None  # the task the step was opened through, if any
+        self.signers_waiting = False  # does that task wait for added signers?
+        self.only_task_open = False  # was it the instance's only open task?
+        self.created_rows: list[HumanTask] = []
         # Human tasks open when the step began (their rows exist) and those the caller closed itself:
         # comparing them with the READY tasks afterwards tells which rows to create or cancel, no query needed.
         self.open_before: dict[str, tuple[str, str]] = {}
@@ -171,14 +176,17 @@ class Step:
             if skip_locked:
                 return None
             raise NotFound(f"process instance {instance_id or 'of task ' + str(task_id)} does not exist")
-        instance, task_row = found if task_id is not None else (found, None)
+        instance, task_row, signers_waiting = found if task_id is not None else (found, None, False)
         step = cls(session, config, instance, actor)
-        step.task_row = task_row
+        step.task_row, step.signers_waiting = task_row, signers_waiting
         step.workflow = state_from_json(instance.state, step.version.spec, step.version.subprocess_specs,
                                         lambda: step.version.spec_json)
         step.workflow.script_engine = step.engine
         step.open_before = {str(t.id): (t.task_spec.bpmn_id, t.task_spec.bpmn_name or t.task_spec.bpmn_id)
                             for t in step.workflow.get_tasks(state=TaskState.READY, manual=True)}
+        # Added signers belong to some open task; with only the opened task open and none waiting on it,
+        # the rows this step creates are all the instance's open tasks afterwards.
+        step.only_task_open = task_row is not None and not signers_waiting and set(step.open_before) == {task_row.id}
         return step
 
     @classmethod
@@ -260,6 +268,12 @@ class Step:
         inst.state = state_to_json(wf)
         inst.updated_at = utcnow()
 
+    def open_tasks(self) -> list[HumanTask] | None:
+        """The instance's open tasks after this step, when the step knows them all without a query."""
+        if not self.only_task_open:
+            return None
+        return [r for r in self.created_rows if r.state == "open" and r.id in self.open_before]
+
     def _latest_data(self) -> dict:
         task = self.workflow.last_task
         if task is not None:
@@ -292,6 +306,9 @@ class Step:
             self.session.execute(update(HumanTask).where(HumanTask.parent_task_id.in_(cancelled),
                                                          HumanTask.state == "open").values(state="cancelled"))
             self.session.execute(delete(TaskCandidate).where(TaskCandidate.task_id.in_(cancelled)))
+            for row in self.created_rows:  # made earlier in this step: not flushed yet, so the UPDATE missed it
+                if row.id in cancelled:
+                    row.state = "cancelled"
             for task_id in cancelled:
                 bpmn_id, name = self.open_before.pop(task_id)
                 self.event("task_cancelled", actor=None, task_id=task_id, bpmn_id=bpmn_id, task_name=name)
@@ -352,6 +369,7 @@ class Step:
             assignees = [names.get(users[0], "")]
             users = []
         self.session.add(row)
+        self.created_rows.append(row)
         self.session.add_all([TaskCandidate(task_id=row.id, user_id=uid) for uid in users] +
                              [TaskCandidate(task_id=row.id, group_id=gid) for gid in groups])
         self.event("task_created", actor=None, task_id=row.id, bpmn_id=row.bpmn_id, task_name=row.name,

@@ -218,7 +218,8 @@ def _check_references(session: Session, user: User, form: Form, data: dict, inst
     return errors
 
 
-# Asked on every completion (added signers still to come?), so built once.
+OPEN_TASKS = "emflow.open_tasks"  # session.info key: instance id -> its open task rows after a step
+# Added signers still to come, asked when the locking SELECT says there are some; built once.
 _WAITING_SIGNERS = select(HumanTask).where(HumanTask.parent_task_id == bindparam("task_id"),
                                            HumanTask.state.in_(("open", "planned")))
 
@@ -269,7 +270,7 @@ def complete(session: Session, config: Config, user: User, task_id: str, data: d
         return _sign(step, task, user, decided)
     if task.owner_id is not None and task.assignee_id == user.id and on_behalf_of is None:
         return _resolve_delegation(step, task, spiff_task, user, decided)
-    waiting = session.scalars(_WAITING_SIGNERS, {"task_id": task.id}).all()
+    waiting = session.scalars(_WAITING_SIGNERS, {"task_id": task.id}).all() if step.signers_waiting else []
     if any(s.sign_position in ("after", "parallel") for s in waiting):
         task.pending = decided
         for signer in waiting:
@@ -281,7 +282,20 @@ def complete(session: Session, config: Config, user: User, task_id: str, data: d
         step.save()
         return step.instance
     finish(step, task, spiff_task, decided)
+    remember_open_tasks(step)
     return step.instance
+
+
+def remember_open_tasks(step: Step) -> None:
+    """Leave the instance's open tasks in the session for the caller's summary, when the step knows them."""
+    rows = step.open_tasks()
+    if rows is not None:
+        step.session.info.setdefault(OPEN_TASKS, {})[step.instance.id] = rows
+
+
+def known_open_tasks(session: Session, instance_id: int) -> list[HumanTask] | None:
+    """The open tasks a step in this session left for ``instance_id`` (once), or None: then ask the database."""
+    return session.info.get(OPEN_TASKS, {}).pop(instance_id, None)
 
 
 def notify_signer(session: Session, signer: HumanTask, title: str) -> None:

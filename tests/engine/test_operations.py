@@ -1332,6 +1332,26 @@ def test_initiator_as_approver(db, config, rule, expected):
         [("b", "the approver is the initiator")] if rule in ("approve", "skip") else [])
 
 
+def test_an_or_sign_decided_by_the_initiator_rule_cancels_the_other_approvers_at_once(db, config):
+    # The three approvers' tasks are made and two of them cancelled in one step, before any row is written.
+    mi = ('<bpmn:multiInstanceLoopCharacteristics isSequential="false">'
+          "<bpmn:loopDataInputRef>approvers</bpmn:loopDataInputRef>"
+          '<bpmn:inputDataItem id="approver" name="approver"/>'
+          "<bpmn:completionCondition>True</bpmn:completionCondition></bpmn:multiInstanceLoopCharacteristics>")
+    prepare = ('<bpmn:scriptTask id="prepare"><bpmn:script>approvers = ["li.na", "zhang.wei", "wang.fang"]'
+               "</bpmn:script></bpmn:scriptTask>")
+    b = task("b", 'field("approver")', buttons=ALL, initiatorApprover="approve").replace("</bpmn:userTask>",
+                                                                                       mi + "</bpmn:userTask>")
+    deploy_chain(db, prepare, b, task("c", 'user("liu.yang")', buttons=ALL))
+    instance_id = start(db, config, "zhang.wei", KEY)
+
+    assert opened(db, instance_id) == [("c", "liu.yang")]
+    with db.session() as s:
+        rows = s.execute(select(HumanTask.loop_item, HumanTask.state).where(HumanTask.instance_id == instance_id,
+                                                                             HumanTask.bpmn_id == "b")).all()
+    assert sorted(rows) == [("li.na", "cancelled"), ("wang.fang", "cancelled"), ("zhang.wei", "completed")]
+
+
 def test_initiator_leader_rule_keeps_a_leader_who_started_it_themselves(db, config):
     instance_id = initiator_rule(db, config, "leader", initiator="li.na")
 

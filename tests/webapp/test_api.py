@@ -147,6 +147,21 @@ def test_task_lifecycle_and_errors(client, api):
     assert body.status_code == 422
 
 
+def test_a_completion_answers_with_the_open_tasks_the_database_holds(client, api):
+    def held(answer: dict) -> list[dict]:  # the same instance read afresh: its open tasks come from a query
+        read = client.get(f"/api/v1/process-instances/{answer['id']}", headers=api("admin")).get_json()
+        return sorted(read["tasks"], key=lambda t: t["id"])
+
+    inst = to_review(client, api, countersign=["ZCFGC", "GHCWC"])  # the draft was the only open task
+    assert [t["bpmn_id"] for t in inst["tasks"]] == ["review"] and inst["tasks"] == held(inst)
+    inst = complete(client, api("li.na"), task_of(inst, "review")["id"], {"review_decision": "approve"})
+    assert [t["bpmn_id"] for t in inst["tasks"]] == ["countersign"] * 2
+    assert sorted(inst["tasks"], key=lambda t: t["id"]) == held(inst)
+    first = task_of(inst, "countersign")  # its sibling stays open: the answer asks the database
+    inst = complete(client, api(first["assignee"]), first["id"], {"countersign_decision": "agree"})
+    assert [t["bpmn_id"] for t in inst["tasks"]] == ["countersign"] and inst["tasks"] == held(inst)
+
+
 def test_inbox_scopes_and_claim(client, api):
     inst = to_review(client, api)
     h_li = api("li.na")

@@ -5,6 +5,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from engine.models import Group, HumanTask, ProcessInstance, TaskCandidate, User
+from engine.tasks import known_open_tasks
 from engine.versions import VERSIONS
 
 from ..platform import platform
@@ -23,16 +24,16 @@ def page(items, total: int, page_no: int, per_page: int) -> dict:
     return {"items": items, "page": page_no, "per_page": per_page, "total": total}
 
 
-def tasks_out(session: Session, rows: list[HumanTask], known: dict[int, str] | None = None) -> list[dict]:
-    """Tasks as API dicts; ``known`` maps user ids to usernames already at hand (e.g. the caller)."""
+def tasks_out(session: Session, rows: list[HumanTask]) -> list[dict]:
+    """Tasks as API dicts, with usernames from the app's cache (one query for those it lacks)."""
     ids = [t.id for t in rows if t.state == "open" and t.assignee_id is None]  # only those can have candidates
     cands = session.execute(select(TaskCandidate.task_id, User.username, Group.code)
                             .outerjoin(User, User.id == TaskCandidate.user_id)
                             .outerjoin(Group, Group.id == TaskCandidate.group_id)
                             .where(TaskCandidate.task_id.in_(ids))).all() if ids else []
-    names = dict(known or {})
+    names = platform().usernames
     missing = ({t.assignee_id for t in rows} | {t.completed_by_id for t in rows} | {t.owner_id for t in rows}) \
-        - set(names) - {None}
+        - names.keys() - {None}
     if missing:
         names.update(session.execute(select(User.id, User.username).where(User.id.in_(missing))).all())
     out = []
@@ -72,17 +73,21 @@ def instance_summary(session: Session, inst: ProcessInstance) -> dict:
     """An instance with its open tasks: what a client needs after acting on it (history is a GET away)."""
     known = platform().usernames
     initiator = known.get(inst.initiator_id) if inst.initiator_id else None
-    stmt = (select(HumanTask, User.id, User.username).outerjoin(User, User.id == HumanTask.assignee_id)
-            .where(HumanTask.instance_id == inst.id, HumanTask.state == "open").order_by(HumanTask.created_at))
-    if inst.initiator_id and initiator is None:
-        # The initiator's username rides along with the tasks: one round trip instead of two.
-        stmt = stmt.add_columns(select(User.username).where(User.id == inst.initiator_id)
-                                .scalar_subquery().label("initiator"))
-    rows = session.execute(stmt).all()
-    if inst.initiator_id and initiator is None and rows:
-        initiator = known[inst.initiator_id] = rows[0].initiator
+    rows = known_open_tasks(session, inst.id)  # the step that just ran may know them: then no query
+    if rows is None:
+        stmt = (select(HumanTask, User.id, User.username).outerjoin(User, User.id == HumanTask.assignee_id)
+                .where(HumanTask.instance_id == inst.id, HumanTask.state == "open").order_by(HumanTask.created_at))
+        if inst.initiator_id and initiator is None:
+            # The initiator's username rides along with the tasks: one round trip instead of two.
+            stmt = stmt.add_columns(select(User.username).where(User.id == inst.initiator_id)
+                                    .scalar_subquery().label("initiator"))
+        found = session.execute(stmt).all()
+        if inst.initiator_id and initiator is None and found:
+            initiator = known[inst.initiator_id] = found[0].initiator
+        known.update((r[1], r[2]) for r in found if r[1])
+        rows = [r[0] for r in found]
     body = instance_out(session, inst, initiator=initiator)
-    body["tasks"] = tasks_out(session, [r[0] for r in rows], known={r[1]: r[2] for r in rows if r[1]})
+    body["tasks"] = tasks_out(session, rows)
     return body
 
 

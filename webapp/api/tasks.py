@@ -48,7 +48,7 @@ def inbox(args):
             items, total = operations.overdue(s, g.user, page_no, per_page)
         else:
             items, total = tasks.inbox(s, g.user, args["scope"], page_no, per_page, plain=True)
-        body = serial.tasks_out(s, items, known={g.user.id: g.user.username})
+        body = serial.tasks_out(s, items)
         return jsonify(serial.page(body, total, page_no, per_page))
 
 
