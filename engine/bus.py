@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import logging
 import re
 import secrets as pysecrets
 import threading
@@ -36,6 +37,8 @@ from .forms import FieldError
 from .models import BusCall, BusConsumer, BusService, User
 from .runtime import instance_data
 from .versions import latest_version_id
+
+log = logging.getLogger("emflow.bus")
 
 KINDS = ("rest", "soap", "connector", "process", "query")
 KEY = re.compile(r"^[a-z][a-z0-9_-]{1,63}$")
@@ -327,27 +330,42 @@ def call(db, config: Config, registry: Registry, limiter: RateLimiter, consumer_
     outside system's failures; they become 502/504 outcomes that are logged like any other."""
     started = time.perf_counter()
     found: list[str] = []
+    refused: EngineError | None = None
     with db.session() as s:
-        consumer = authenticate(s, consumer_key)
-        consumer_id, run_as_id, rate = consumer.id, consumer.run_as_id, consumer.rate_per_minute
-        service = s.get(BusService, service_key)
-        if service is None or not service.enabled or operation not in service.definition["operations"]:
-            raise NotFound(f"service operation '{service_key}/{operation}' does not exist", code="no_such_service")
-        if not permitted(consumer, service_key, operation):
-            raise Forbidden(f"this consumer may not call '{service_key}/{operation}'", code="not_permitted")
-        wait = limiter.allow(consumer_id, rate)
-        if wait:
-            raise RateLimited(f"more than {rate} calls per minute", retry_after=wait)
-        if not isinstance(arguments, dict):
-            raise ValidationFailed("the arguments must be a JSON object",
-                                   errors={"arguments": [FieldError("type", "object").as_dict()]})
-        _validate(_schemas(service, registry, operation)["params"], arguments)
-        kind, definition = service.kind, service.definition
         try:
-            # The outside call's connector is built in this same short read, before any waiting on the network.
-            outbound = _outbound(registry, s, config, kind, definition, operation, arguments, found)
-        except ConnectorError as exc:
-            outbound = exc
+            consumer = authenticate(s, consumer_key)
+        except AuthenticationFailed:
+            log.warning("gateway: a call to %s/%s without a valid API key was refused", service_key[:64],
+                        operation[:128])
+            raise
+        consumer_id, run_as_id, rate = consumer.id, consumer.run_as_id, consumer.rate_per_minute
+        try:
+            service = s.get(BusService, service_key)
+            if service is None or not service.enabled or operation not in service.definition["operations"]:
+                raise NotFound(f"service operation '{service_key}/{operation}' does not exist",
+                               code="no_such_service")
+            if not permitted(consumer, service_key, operation):
+                raise Forbidden(f"this consumer may not call '{service_key}/{operation}'", code="not_permitted")
+            wait = limiter.allow(consumer_id, rate)
+            if wait:
+                raise RateLimited(f"more than {rate} calls per minute", retry_after=wait)
+            if not isinstance(arguments, dict):
+                raise ValidationFailed("the arguments must be a JSON object",
+                                       errors={"arguments": [FieldError("type", "object").as_dict()]})
+            _validate(_schemas(service, registry, operation)["params"], arguments)
+            kind, definition = service.kind, service.definition
+            try:
+                # The outside call's connector is built in this same short read, before any waiting on the network.
+                outbound = _outbound(registry, s, config, kind, definition, operation, arguments, found)
+            except ConnectorError as exc:
+                outbound = exc
+        except EngineError as exc:
+            refused = exc
+    if refused is not None:  # a known consumer's refused call counts in its statistics like any other
+        _log(db, service_key, operation, consumer_id, protocol, Outcome(refused.status, {
+            "code": refused.code, "status": refused.status, "message": refused.message, "errors": refused.errors},
+            refused.message), arguments, found, (time.perf_counter() - started) * 1000)
+        raise refused
     try:
         if isinstance(outbound, ConnectorError):
             raise outbound
@@ -466,7 +484,7 @@ def _kept(value, found: list[str]) -> str:
 
 def _log(db, service, operation, consumer_id, protocol, outcome: Outcome, arguments, found, latency_ms) -> None:
     with db.transaction() as s:
-        s.add(BusCall(service=service, operation=operation, consumer_id=consumer_id, protocol=protocol,
+        s.add(BusCall(service=service[:64], operation=operation[:128], consumer_id=consumer_id, protocol=protocol,
                       ok=outcome.status < 400, status=outcome.status, latency_ms=round(latency_ms, 3),
                       request=_kept(arguments, found), response=_kept(outcome.body, found),
                       error=outcome.error[:2000] if outcome.error else None, at=clock.now()))

@@ -75,11 +75,13 @@ def test_a_rest_call_through_the_gateway_reaches_the_service_with_its_secret(cli
     assert outside.requests[1]["method"] == "POST" and "化工园区泄漏" in outside.requests[1]["body"]
 
 
-def test_keys_permissions_and_schemas_are_enforced(client, admin, outside, duty):
+def test_keys_permissions_and_schemas_are_enforced(client, admin, outside, duty, db, caplog):
     key = consumer(client, admin, ["duty/QueryDuty"])
 
     assert gw(client, None, "duty/QueryDuty", {"region": "450100"}).status_code == 401
     assert gw(client, "emf_wrong-key-000000000000", "duty/QueryDuty", {"region": "450100"}).status_code == 401
+    assert [r.getMessage() for r in caplog.records if r.name == "emflow.bus"] == [
+        "gateway: a call to duty/QueryDuty without a valid API key was refused"] * 2
     assert gw(client, key, "duty/Report", {}).status_code == 403
     assert gw(client, key, "nothing/QueryDuty", {}).status_code == 404
     bad = gw(client, key, "duty/QueryDuty", {"region": "南宁"})
@@ -88,6 +90,10 @@ def test_keys_permissions_and_schemas_are_enforced(client, admin, outside, duty)
         "X-API-Key": key, "Content-Type": "application/json"})
     assert not_json.status_code == 422
     assert outside.requests == []
+    with db.session() as s:  # a known consumer's refusals are in its call log and statistics
+        calls = s.query(BusCall.service, BusCall.operation, BusCall.status, BusCall.ok).order_by(BusCall.id).all()
+    assert calls == [("duty", "Report", 403, False), ("nothing", "QueryDuty", 404, False),
+                     ("duty", "QueryDuty", 422, False)]
 
 
 def test_a_rotated_or_disabled_key_stops_working_at_once(client, admin, outside, duty):
@@ -127,11 +133,13 @@ def test_outside_failures_become_502_and_504_and_are_logged_without_secrets(clie
         assert call.latency_ms > 0
 
 
-def test_rate_limits_answer_429_with_retry_after(client, admin, outside, duty):
+def test_rate_limits_answer_429_with_retry_after(client, admin, outside, duty, db):
     key = consumer(client, admin, ["duty/*"], rate=2)
     assert [gw(client, key, "duty/QueryDuty", {"region": "450100"}).status_code for _ in range(3)] == [200, 200, 429]
     limited = gw(client, key, "duty/QueryDuty", {"region": "450100"})
     assert limited.status_code == 429 and 1 <= int(limited.headers["Retry-After"]) <= 60
+    with db.session() as s:
+        assert [c.status for c in s.query(BusCall).order_by(BusCall.id)] == [200, 200, 429, 429]
     clock.advance(timedelta(minutes=1))
     assert gw(client, key, "duty/QueryDuty", {"region": "450100"}).status_code == 200
 

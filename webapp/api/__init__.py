@@ -15,6 +15,7 @@ from werkzeug.exceptions import HTTPException
 from engine.errors import AuthenticationFailed, EngineError
 
 from .. import i18n
+from ..platform import platform
 from ..security import user_from_token
 
 
@@ -82,6 +83,7 @@ def authenticate() -> None:
     if not header.lower().startswith("bearer "):
         raise AuthenticationFailed("a bearer token is required", code="token_missing")
     g.user = user_from_token(header[7:].strip())
+    platform().usernames[g.user.id] = g.user.username  # response bodies name the caller without a query
 
 
 def init_api(app: Flask, csrf) -> Api:
