@@ -14,7 +14,8 @@ from __future__ import annotations
 import math
 from datetime import datetime, timedelta
 
-from sqlalchemy import insert, select
+from sqlalchemy import select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from . import clock
@@ -88,33 +89,36 @@ def ingest(session: Session, config: Config, gateway: Gateway, body) -> dict:
     code, readings, status = parse(body)
     if code != gateway.code:
         raise Forbidden("this credential belongs to another gateway", code="gateway_mismatch")
+    # Every ingest updates its gateway's row, so two ingests of one gateway (a batch resent while the first delivery
+    # is still in flight) never commit side by side anyway. Taking that row lock first costs no concurrency and lets
+    # this one read its points (latest and evaluated seq, alarm state) as the other left them.
+    session.refresh(gateway, with_for_update=True)
     now = clock.now()
     names = {r["point"] for r in readings}
     points = {p.name: p for chunk in _chunks(sorted(names)) for p in session.scalars(
         select(Point).where(Point.gateway_id == gateway.id, Point.name.in_(chunk)))}
-    ids = [r["id"] for r in readings]
-    existing = {i for chunk in _chunks(ids) for i in session.scalars(
-        select(Reading.reading_id).where(Reading.reading_id.in_(chunk)))}
-    accepted, duplicates, unknown, rows = [], [], [], []
+    first: dict[str, dict] = {}  # an id repeated within the batch is stored as its first occurrence
+    for r in readings:
+        first.setdefault(r["id"], r)
+    new = _insert_new(session, [
+        {"reading_id": i, "point_id": points[r["point"]].id, "seq": r["seq"], "ts": r["ts"], "value": r["value"],
+         "quality": r["quality"], "historical": r["historical"], "received_at": now}
+        for i, r in first.items() if r["point"] in points])
+    accepted, duplicates, unknown = [], [], []
     by_point: dict[int, list] = {}
     for r in readings:
-        if r["id"] in existing:
+        point = points.get(r["point"])
+        if first[r["id"]] is not r or (point is not None and r["id"] not in new):
             duplicates.append(r["id"])
             continue
-        existing.add(r["id"])
         accepted.append(r["id"])
-        point = points.get(r["point"])
         if point is None:
             unknown.append(r["id"])
             continue
-        rows.append({"reading_id": r["id"], "point_id": point.id, "seq": r["seq"], "ts": r["ts"], "value": r["value"],
-                     "quality": r["quality"], "historical": r["historical"], "received_at": now})
         by_point.setdefault(point.id, []).append((r["seq"], r["ts"], r["value"], r["quality"]))
         if point.last_seq is None or r["seq"] > point.last_seq:
             point.last_seq, point.last_value, point.last_ts, point.last_quality = \
                 r["seq"], r["value"], r["ts"], r["quality"]
-    if rows:
-        session.execute(insert(Reading), rows)
     evaluator = Evaluator(session, config)
     by_id = {p.id: p for p in points.values()}
     for point_id, batch in by_point.items():
@@ -135,6 +139,17 @@ def ingest(session: Session, config: Config, gateway: Gateway, body) -> dict:
     session.flush()
     evaluator.start_processes()
     return {"accepted": accepted, "duplicates": duplicates, "unknown": unknown}
+
+
+def _insert_new(session: Session, rows: list[dict]) -> set[str]:
+    """Insert the rows whose reading_id is not stored yet; returns the reading_ids inserted."""
+    if not rows:
+        return set()
+    insert = (postgresql.insert if session.bind.dialect.name == "postgresql" else sqlite.insert)(Reading)
+    stmt = insert.on_conflict_do_nothing(index_elements=[Reading.reading_id]).returning(Reading.reading_id)
+    # On PostgreSQL an id that another open transaction is inserting (the same id through another gateway) makes
+    # this insert wait for that one's outcome rather than fail, and skip the row only if it committed.
+    return set(session.scalars(stmt, rows))
 
 
 def _chunks(values: list, size: int = _CHUNK):

@@ -43,6 +43,25 @@ def test_each_reading_is_stored_once_even_when_resent_in_one_batch(db, edge):
     assert readings(db) == [(1, 5.0), (2, 5.1)]
 
 
+def test_a_resent_reading_changes_nothing_even_with_other_content(db, edge):
+    pid = point(db, 1).id
+    first = edge.reading("plc.level", 5.0)
+    edge.post([first])
+    answer = edge.post([{**first, "value": 9.5}, edge.reading("plc.level", 5.2)])
+    assert answer["duplicates"] == [first["id"]] and len(answer["accepted"]) == 1
+    assert readings(db) == [(1, 5.0), (2, 5.2)]
+    assert (point(db, pid).last_value, open_alarms(db)) == (5.2, [])  # 9.5 was neither stored nor evaluated
+
+
+def test_a_large_resend_mixes_stored_and_new_readings(db, edge):
+    sent = [edge.reading("plc.level", 5.0) for _ in range(3000)]
+    edge.post(sent[::2])
+    answer = edge.post(sent)
+    assert answer["duplicates"] == [r["id"] for r in sent[::2]]
+    assert answer["accepted"] == [r["id"] for r in sent[1::2]]
+    assert sorted(seq for seq, _ in readings(db)) == list(range(1, 3001))
+
+
 def test_latest_is_by_seq_and_a_late_backlog_is_stored_but_not_evaluated(db, edge):
     pid = point(db, 1).id
     now = clock.now()

@@ -1,0 +1,148 @@
+"""Concurrent ingests on PostgreSQL: an edge resending a batch while its first delivery is still in flight, and one
+reading id arriving through two gateways at once. Each request works in its own ``db.transaction()``, as two
+gunicorn workers do; neither fails, each reading is stored and evaluated once, and the answers count it once.
+"""
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+
+import pytest
+from sqlalchemy import func, select, text
+
+from engine import monitoring, telemetry
+from engine.models.monitoring import Alarm, Point, Reading
+from tests.engine.alarm_helpers import LEVEL, Edge, register
+from tests.engine.helpers import poll
+
+pytestmark = [
+    pytest.mark.postgres,
+    pytest.mark.skipif(not os.environ.get("EMFLOW_TEST_DATABASE_URL"), reason="needs EMFLOW_TEST_DATABASE_URL"),
+]
+
+
+def ingest(edge: Edge, readings: list[dict], between: Callable[[], None] = lambda: None,
+           after: Callable[[], None] = lambda: None) -> dict:
+    """One request's ingest: ``between`` runs once its transaction has begun, ``after`` before it commits."""
+    with edge.db.transaction() as s:
+        gateway = monitoring.gateway_by_token(s, edge.token)
+        between()
+        answer = telemetry.ingest(s, edge.config, gateway, {"gateway": edge.code, "readings": readings})
+        after()
+    return answer
+
+
+def in_threads(*calls: Callable[[], dict], timeout: float = 60.0) -> list[object]:
+    """Run the calls in threads; each result is an answer or the exception the call raised."""
+    results: list[object] = [None] * len(calls)
+
+    def run(i: int) -> None:
+        try:
+            results[i] = calls[i]()
+        except Exception as exc:  # noqa: BLE001 - the test inspects it
+            results[i] = exc
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(calls))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout)
+    assert not any(t.is_alive() for t in threads), "a thread did not finish"
+    return results
+
+
+def lock_waiters(db) -> int:
+    """Backends of this database waiting for a lock."""
+    with db.session() as s:
+        return s.scalar(text("SELECT count(*) FROM pg_stat_activity "
+                             "WHERE datname = current_database() AND wait_event_type = 'Lock'"))
+
+
+def while_held(edge: Edge, readings: list[dict], then: Callable[[], dict], rollback: bool = False) -> list[object]:
+    """``edge`` ingests ``readings`` and keeps its transaction open until ``then`` (another request) waits on one
+    of its locks; it then commits (or rolls back) and both results are returned."""
+    inserted, release = threading.Event(), threading.Event()
+
+    def first() -> dict:
+        def hold() -> None:
+            inserted.set()
+            assert release.wait(30)
+            if rollback:
+                raise RuntimeError("the first request fails after its insert")
+        return ingest(edge, readings, after=hold)
+
+    def second() -> dict:
+        assert inserted.wait(30)
+        return then()
+
+    def watch() -> dict:
+        try:
+            poll(lambda: lock_waiters(edge.db) >= 1, timeout=30)
+        finally:
+            release.set()
+        return {}
+
+    return in_threads(first, second, watch)[:2]
+
+
+def stored(db) -> list[str]:
+    with db.session() as s:
+        return sorted(s.scalars(select(Reading.reading_id)))
+
+
+@pytest.fixture
+def edge(db, config):
+    token, _ = register(db, [LEVEL])
+    return Edge(db, config, token)
+
+
+def test_a_batch_resent_at_the_same_moment_is_stored_and_evaluated_once(db, edge):
+    ids: list[str] = []
+    rounds = 5
+    for _ in range(rounds):
+        low, high, back = (edge.reading("plc.level", v) for v in (5.0, 9.5, 5.0))  # high raises hihi, back returns
+        ids += [low["id"], high["id"], back["id"]]
+        barrier = threading.Barrier(2)
+        results = in_threads(lambda b=[low, high], w=barrier.wait: ingest(edge, b, between=w),
+                             lambda b=[high, back], w=barrier.wait: ingest(edge, b, between=w))
+
+        assert not any(isinstance(r, Exception) for r in results), results
+        accepted = [i for r in results for i in r["accepted"]]
+        duplicates = [i for r in results for i in r["duplicates"]]
+        assert sorted(accepted) == sorted([low["id"], high["id"], back["id"]]) and duplicates == [high["id"]]
+    assert stored(db) == sorted(ids)
+    with db.session() as s:
+        hihi = s.scalar(select(Alarm).where(Alarm.condition == "hihi"))
+        last_seq = s.scalar(select(Point.last_seq))
+    assert (hihi.activations, hihi.active, last_seq) == (rounds, False, 3 * rounds)
+
+
+def test_a_resend_waits_for_the_first_delivery_and_counts_its_readings_as_duplicates(db, edge):
+    first = [edge.reading("plc.level", 5.0), edge.reading("plc.level", 9.5)]
+    later = edge.reading("plc.level", 5.0)
+
+    held, resent = while_held(edge, first, lambda: ingest(edge, [*first, later]))
+
+    assert held == {"accepted": [r["id"] for r in first], "duplicates": [], "unknown": []}
+    assert resent == {"accepted": [later["id"]], "duplicates": [r["id"] for r in first], "unknown": []}
+    assert stored(db) == sorted(r["id"] for r in [*first, later])
+    with db.session() as s:
+        assert s.scalar(select(func.sum(Alarm.activations)).where(Alarm.condition == "hihi")) == 1
+
+
+@pytest.mark.parametrize("rollback", [False, True], ids=["first-commits", "first-rolls-back"])
+def test_one_reading_id_through_two_gateways_waits_for_the_first_insert(db, config, edge, rollback):
+    token, _ = register(db, [LEVEL], code="gw-02")
+    other = Edge(db, config, token, code="gw-02")
+    shared, own = edge.reading("plc.level", 5.0), other.reading("plc.level", 6.0)
+
+    held, second = while_held(edge, [shared], lambda: ingest(other, [shared, own]), rollback=rollback)
+
+    if rollback:
+        assert isinstance(held, RuntimeError)
+        assert second == {"accepted": [shared["id"], own["id"]], "duplicates": [], "unknown": []}
+    else:
+        assert held["accepted"] == [shared["id"]]
+        assert second == {"accepted": [own["id"]], "duplicates": [shared["id"]], "unknown": []}
+    assert stored(db) == sorted([shared["id"], own["id"]])
