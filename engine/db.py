@@ -4,7 +4,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from sqlalchemy import create_engine, event, func, select
+from sqlalchemy import Integer, bindparam, create_engine, event, func
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -89,13 +89,25 @@ class Database:
             self.write_engine.dispose()
 
 
-def page_of(session: Session, stmt, order, page: int, per_page: int, entities: bool = True):
-    """(items, total) in one query: the total rides along as a window count over the filtered rows.
-    Items are the first selected entity of each row, or (``entities=False``) the rows themselves."""
-    rows = session.execute(stmt.add_columns(func.count().over().label("total"))
-                           .order_by(*order).limit(per_page).offset((page - 1) * per_page)).all()
+def paginate(stmt, order):
+    """``stmt`` as a page query for run_page: the total rides along as a window count over the filtered rows,
+    and LIMIT/OFFSET are parameters, so a caller can build it once and run it for any page."""
+    return (stmt.add_columns(func.count().over().label("total")).order_by(*order)
+            .limit(bindparam("page_limit", type_=Integer)).offset(bindparam("page_offset", type_=Integer)))
+
+
+def run_page(session: Session, paged, params: dict, page: int, per_page: int, entities: bool = True):
+    """(items, total) of one page of a ``paginate`` query. Items are the first selected entity of each row,
+    or (``entities=False``) the rows themselves."""
+    rows = session.execute(paged, {**params, "page_limit": per_page, "page_offset": (page - 1) * per_page}).all()
     if rows:
         return ([row[0] for row in rows] if entities else rows), rows[0].total
     if page == 1:
         return [], 0
-    return [], session.scalar(select(func.count()).select_from(stmt.subquery()))  # asked past the last page
+    first = session.execute(paged, {**params, "page_limit": 1, "page_offset": 0}).first()  # asked past the end
+    return [], first.total if first is not None else 0
+
+
+def page_of(session: Session, stmt, order, page: int, per_page: int, entities: bool = True):
+    """(items, total) of one page of ``stmt`` in one query (see paginate)."""
+    return run_page(session, paginate(stmt, order), {}, page, per_page, entities)

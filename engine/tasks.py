@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from functools import lru_cache
 from uuid import UUID
 
 from SpiffWorkflow.util.task import TaskState
@@ -10,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from . import files, notifications, signatures
 from .config import Config
-from .db import page_of
+from .db import page_of, paginate, run_page
 from .errors import Conflict, Forbidden, NotFound, ValidationFailed
 from .forms import FieldError, Form, raise_for
 from .models import HumanTask, ProcessInstance, ProxyGrant, TaskCandidate, TaskCopy, Unit, User, utcnow
@@ -37,32 +38,36 @@ def _candidate_clause(session: Session, user):
 _PLAIN_TASKS = select(HumanTask.__table__)  # built once: coercing its 30-odd columns is not free
 
 
+@lru_cache(maxsize=8)
+def _scope_page(scope: str, plain: bool):
+    """The page query of a scope that depends on the user only through the ``uid`` parameter, built once."""
+    base = _PLAIN_TASKS if plain else select(HumanTask)
+    uid = bindparam("uid")
+    if scope == "mine":
+        return paginate(base.where(HumanTask.assignee_id == uid, HumanTask.state == "open"),
+                        (HumanTask.created_at.desc(), HumanTask.id))
+    if scope == "done":
+        return paginate(base.where(HumanTask.completed_by_id == uid), (HumanTask.completed_at.desc(), HumanTask.id))
+    return paginate(base.where(HumanTask.state == "open", HumanTask.assignment_error.is_not(None)),
+                    (HumanTask.created_at.desc(), HumanTask.id))
+
+
 def inbox(session: Session, user: User, scope: str = "mine", page: int = 1, per_page: int = 20, *,
           plain: bool = False):
     """One page of the user's tasks: mine (assigned), group (offered to claim), done; (items, total).
 
     ``plain``: the items are read-only rows with the same attribute names instead of HumanTask objects, for a
     caller that only reads them (the API): loading rows skips the ORM's per-object bookkeeping."""
-    base = _PLAIN_TASKS if plain else select(HumanTask)
-    if scope == "mine":
-        stmt = base.where(HumanTask.assignee_id == user.id, HumanTask.state == "open")
-        order = (HumanTask.created_at.desc(),)
-    elif scope == "group":
-        stmt = base.where(HumanTask.state == "open", HumanTask.assignee_id.is_(None),
-                          _candidate_clause(session, user))
-        order = (HumanTask.created_at.desc(),)
-    elif scope == "done":
-        stmt = base.where(HumanTask.completed_by_id == user.id)
-        order = (HumanTask.completed_at.desc(),)
-    elif scope == "unassigned":
-        if not user.can("instance.admin"):
-            raise Forbidden("only process administrators see unassigned tasks", code="not_admin")
-        stmt = base.where(HumanTask.state == "open", HumanTask.assignment_error.is_not(None))
-        order = (HumanTask.created_at.desc(),)
-    else:
+    if scope == "group":
+        stmt = (_PLAIN_TASKS if plain else select(HumanTask)).where(
+            HumanTask.state == "open", HumanTask.assignee_id.is_(None), _candidate_clause(session, user))
+        return page_of(session, stmt, (HumanTask.created_at.desc(), HumanTask.id), page, per_page,
+                       entities=not plain)
+    if scope == "unassigned" and not user.can("instance.admin"):
+        raise Forbidden("only process administrators see unassigned tasks", code="not_admin")
+    if scope not in ("mine", "done", "unassigned"):
         raise ValidationFailed(f"unknown scope '{scope}'", errors={"scope": [{"code": "enum", "message": scope}]})
-    return page_of(session, stmt, order + (HumanTask.id,), page, per_page, entities=not plain)
-
+    return run_page(session, _scope_page(scope, plain), {"uid": user.id}, page, per_page, entities=not plain)
 
 
 def counts(session: Session, user: User) -> dict[str, int]:

@@ -71,6 +71,8 @@ def test_mine_lists_my_open_tasks_newest_first_in_pages(db, config):
 
     assert (total1, total2) == (3, 3)
     assert [t.id for t in page1 + page2] == drafts[::-1]
+    assert inbox(db, "zhang.wei", page=5, per_page=2) == ([], 3)  # past the last page: no items, the total still
+    assert inbox(db, "li.na", page=2) == ([], 0)
 
 
 def test_mine_leaves_out_other_peoples_and_closed_tasks(db, config):
