@@ -445,11 +445,19 @@ def _may_manage(session: Session, user, point: Point) -> None:
         raise Forbidden("you may not change this point's alarms", code="not_alarm_operator")
 
 
+def _locked_point(session: Session, point_id: int) -> Point:
+    """The point, read under its gateway's row lock: ingest and tick change points only while holding it."""
+    gateway_id = session.scalar(select(Point.gateway_id).where(Point.id == point_id))
+    if gateway_id is None:
+        raise NotFound(f"point {point_id} not found")
+    session.execute(select(Gateway.id).where(Gateway.id == gateway_id).with_for_update())
+    return session.scalars(select(Point).where(Point.id == point_id)
+                           .execution_options(populate_existing=True)).one()
+
+
 def shelve(session: Session, user, point_id: int, until: datetime, reason: str) -> Point:
     """Shelve a point's alarms until a time (at most 7 days); new alarms are not raised meanwhile."""
-    point = session.get(Point, point_id)
-    if point is None:
-        raise NotFound(f"point {point_id} not found")
+    point = _locked_point(session, point_id)
     _may_manage(session, user, point)
     now = clock.now()
     if until <= now or until > now + timedelta(days=7):
@@ -464,9 +472,7 @@ def shelve(session: Session, user, point_id: int, until: datetime, reason: str) 
 
 
 def unshelve(session: Session, user, point_id: int, reason: str = "") -> Point:
-    point = session.get(Point, point_id)
-    if point is None:
-        raise NotFound(f"point {point_id} not found")
+    point = _locked_point(session, point_id)
     _may_manage(session, user, point)
     point.shelved_until = None
     point.eval_due_at = clock.now()
@@ -478,9 +484,7 @@ def set_mode(session: Session, user, point_id: int, mode: str, on: bool, reason:
     """Suppress a point by design (``mode='suppressed'``) or take it out of service (``'out_of_service'``)."""
     if mode not in ("suppressed", "out_of_service"):
         raise ValidationFailed("unknown mode", errors={"mode": [{"code": "enum", "message": mode}]})
-    point = session.get(Point, point_id)
-    if point is None:
-        raise NotFound(f"point {point_id} not found")
+    point = _locked_point(session, point_id)
     _may_manage(session, user, point)
     setattr(point, mode, on)
     if not on:
@@ -492,8 +496,17 @@ def set_mode(session: Session, user, point_id: int, mode: str, on: bool, reason:
 def tick(session: Session, config: Config, now: datetime | None = None, limit: int = 1000) -> int:
     """Finish delays and shelves that ended by now, for points with no new reading; returns the points handled."""
     now = now or clock.now()
-    points = list(session.scalars(select(Point).where(Point.eval_due_at <= now).order_by(Point.eval_due_at)
-                                  .limit(limit)))
+    due = select(Point).where(Point.eval_due_at <= now).order_by(Point.eval_due_at, Point.id).limit(limit)
+    gateway_ids = sorted(set(session.scalars(due.with_only_columns(Point.gateway_id))))
+    if not gateway_ids:
+        return 0
+    # An ingest evaluates its points under its gateway's row lock: taking the same locks (in id order, so ticks never
+    # deadlock each other; an ingest holds just one) makes this wait for an ingest in flight. The points are read
+    # again afterwards, as that ingest left them, and may no longer be due. SQLite ignores FOR UPDATE; its writers
+    # are serialised anyway.
+    session.execute(select(Gateway.id).where(Gateway.id.in_(gateway_ids)).order_by(Gateway.id).with_for_update())
+    points = list(session.scalars(due.where(Point.gateway_id.in_(gateway_ids))
+                                  .execution_options(populate_existing=True)))
     evaluator = Evaluator(session, config)
     for point in points:
         evaluator.due(point, now)

@@ -1,19 +1,21 @@
 """Concurrent ingests on PostgreSQL: an edge resending a batch while its first delivery is still in flight, and one
 reading id arriving through two gateways at once. Each request works in its own ``db.transaction()``, as two
 gunicorn workers do; neither fails, each reading is stored and evaluated once, and the answers count it once.
+The scheduler's alarm tick, finishing an on-delay while an ingest of the same point is in flight, waits for it.
 """
 from __future__ import annotations
 
 import os
 import threading
 from collections.abc import Callable
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import func, select, text
 
-from engine import monitoring, telemetry
-from engine.models.monitoring import Alarm, Point, Reading
-from tests.engine.alarm_helpers import LEVEL, Edge, register
+from engine import clock, monitoring, telemetry
+from engine.models.monitoring import Alarm, AlarmEvent, Point, Reading
+from tests.engine.alarm_helpers import LEVEL, Edge, point, register, tick, update_point
 from tests.engine.helpers import poll
 
 pytestmark = [
@@ -146,3 +148,48 @@ def test_one_reading_id_through_two_gateways_waits_for_the_first_insert(db, conf
         assert held["accepted"] == [shared["id"]]
         assert second == {"accepted": [own["id"]], "duplicates": [shared["id"]], "unknown": []}
     assert stored(db) == sorted([shared["id"], own["id"]])
+
+
+@pytest.fixture
+def delayed(db, edge) -> int:
+    """The level point with a 30 s on-delay, above hi and hihi since 31 s ago: its on-delay is due for the tick."""
+    with db.session() as s:
+        point_id = s.scalar(select(Point.id))
+    update_point(db, point_id, on_delay_s=30)
+    edge.send("plc.level", 9.5)
+    clock.advance(timedelta(seconds=31))
+    return point_id
+
+
+def raised(db) -> list[str]:
+    """The conditions of the 'raised' events of limit alarms, in order."""
+    with db.session() as s:
+        return list(s.scalars(select(Alarm.condition).join(AlarmEvent, AlarmEvent.alarm_id == Alarm.id)
+                              .where(AlarmEvent.kind == "raised", Alarm.kind == "limit").order_by(AlarmEvent.id)))
+
+
+def test_a_tick_waits_for_an_ingest_whose_reading_ended_the_on_delay_and_raises_nothing_again(db, config, edge,
+                                                                                                 delayed):
+    still_high = edge.reading("plc.level", 9.6)
+
+    held, ticked = while_held(edge, [still_high], lambda: tick(db, config))
+
+    assert held["accepted"] == [still_high["id"]]
+    assert ticked == 0  # not an error from raising the ingest's alarms a second time
+    assert sorted(raised(db)) == ["hi", "hihi"]  # once each
+    with db.session() as s:
+        assert sorted(s.scalars(select(Alarm.activations).where(Alarm.kind == "limit"))) == [1, 1]
+    assert point(db, delayed).eval_due_at is None
+
+
+def test_a_tick_waits_for_an_ingest_whose_reading_cleared_the_condition_during_the_on_delay(db, config, edge,
+                                                                                          delayed):
+    back = edge.reading("plc.level", 5.0, ts=clock.now() - timedelta(seconds=11))  # 20 s into the on-delay
+
+    held, ticked = while_held(edge, [back], lambda: tick(db, config))
+
+    assert held["accepted"] == [back["id"]]
+    assert ticked == 0
+    assert raised(db) == []
+    row = point(db, delayed)
+    assert (row.last_value, row.eval_due_at) == (5.0, None)
