@@ -12,9 +12,15 @@ a number that is not one: the whole import is refused, with the errors by row nu
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import json
+import os
 import re
 import secrets
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
 from typing import BinaryIO
 
 from sqlalchemy import select
@@ -22,6 +28,7 @@ from sqlalchemy.orm import Session
 
 from . import audit
 from .auth import set_password
+from .config import Config
 from .errors import AuthenticationFailed, Forbidden, NotFound, ValidationFailed
 from .models import Enterprise, Role, Unit, User, UserRole
 from .models.monitoring import Device, Gateway, MonitoredItem, Point
@@ -275,3 +282,161 @@ def load_demo(session: Session, password: str) -> None:
         if enterprise is not None and duty is not None:
             enterprise.duty_user_id = duty.id
     session.flush()
+
+
+# -- demo organisation: a monitoring gateway for the demo plant, fed by `emflow edge simulate` -------------
+# The edge simulator (edge/simulator.py) serves every point at 50 ± 10 in engineering units (a sine with a per-point
+# period and phase, plus noise), so the units below are ones where that range is a plausible reading, and the limits
+# are set around it: only 反应釜R201温度 crosses one (高报 58 °C, at the peaks of its 47-second wave).
+DEMO_GATEWAY = "gw-xinan-01"
+DEMO_GATEWAY_NAME = "鑫安化工安全监测网关"
+DEMO_PLANT = "91450102MA5K000001"
+DEMO_CONFIG = "edge-demo.toml"  # in the instance folder, next to its credential and its outbox
+DEMO_TOKEN_FILE = "edge-demo.token"  # noqa: S105 - a file name, not a secret
+DEMO_OUTBOX = "edge-demo-outbox.sqlite"
+DEMO_MODBUS_PORT = 15020  # the simulator serves both devices here on 127.0.0.1 (502 would need root)
+DEMO_DEVICES = {"dcs": (1, "装置 DCS：甲苯储罐 V101、反应釜 R201"), "gds": (2, "可燃/有毒气体报警控制器 GDS")}
+# (platform point settings, edge settings: Modbus address, data type, scale, report-on-change deadband)
+DEMO_POINTS = [
+    ({"name": "dcs.v101_level", "label": "甲苯储罐V101液位", "indicator_code": "YW", "unit": "%",
+      "lolo": 10.0, "lolo_grade": 2, "lo": 20.0, "lo_grade": 3, "hi": 85.0, "hi_grade": 3, "hihi": 90.0,
+      "hihi_grade": 2, "deadband": 1.0, "on_delay_s": 5.0, "off_delay_s": 10.0,
+      "item_code": "V101", "item_name": "甲苯储罐V101"},
+     {"address": 0, "data_type": "float32", "deadband": 0.2}),
+    ({"name": "dcs.r201_pressure", "label": "反应釜R201压力", "indicator_code": "YL", "unit": "kPa",
+      "hi": 80.0, "hi_grade": 3, "hihi": 100.0, "hihi_grade": 2, "deadband": 2.0, "on_delay_s": 3.0,
+      "off_delay_s": 10.0, "item_code": "R201", "item_name": "反应釜R201"},
+     {"address": 2, "data_type": "uint16", "scale": 0.1, "deadband": 0.5}),
+    ({"name": "dcs.r201_temperature", "label": "反应釜R201温度", "indicator_code": "WD", "unit": "°C",
+      "hi": 58.0, "hi_grade": 3, "hihi": 65.0, "hihi_grade": 2, "deadband": 1.5, "on_delay_s": 3.0,
+      "off_delay_s": 10.0, "item_code": "R201", "item_name": "反应釜R201"},
+     {"address": 3, "data_type": "int16", "scale": 0.1, "deadband": 0.2}),
+    # GB/T 50493-2019: 一级报警 ≤ 100 % OEL, 二级报警 ≤ 200 % OEL; 甲苯 PC-STEL 100 mg/m³ (GBZ 2.1)
+    ({"name": "gds.v101_toluene", "label": "甲苯储罐区有毒气体（甲苯）浓度", "indicator_code": "YDQT",
+      "unit": "mg/m³", "hi": 100.0, "hi_grade": 3, "hihi": 200.0, "hihi_grade": 2, "deadband": 5.0,
+      "on_delay_s": 5.0, "off_delay_s": 10.0, "item_code": "V101", "item_name": "甲苯储罐V101"},
+     {"address": 0, "register": "input", "data_type": "uint16", "scale": 0.1, "deadband": 0.5}),
+]
+
+
+@dataclass(frozen=True)
+class DemoGateway:
+    """What the demo load did about the demo plant's gateway (for the command's output)."""
+
+    code: str
+    gateway_id: int
+    config_path: Path
+    token_path: Path
+    points: int
+    created: bool  # registered by this run (and both files written)
+    credential_ok: bool  # the token file holds the gateway's current credential
+    config_written: bool  # the config file was written by this run
+    url: str | None  # the platform URL in the config file
+
+
+def _toml(value) -> str:
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)  # a JSON string is a valid TOML basic string
+    return repr(value)
+
+
+def demo_edge_config(url: str, token_file: str = DEMO_TOKEN_FILE, port: int = DEMO_MODBUS_PORT,
+                     outbox: str = DEMO_OUTBOX) -> str:
+    """The demo gateway's edge collector config (TOML, as edge/config.py reads it): both devices on 127.0.0.1, where
+    ``emflow edge simulate`` serves them. Relative paths are taken from the file's folder."""
+    lines = [
+        f"# The emflow demo plant's monitoring gateway ({DEMO_GATEWAY_NAME}), written by `emflow demo`.",
+        "# Serve its points from local simulators:  emflow edge simulate --config <this file>",
+        "# Collect them and send them to emflow:   emflow edge run --config <this file>",
+        f"# Its credential is in {token_file} next to this file (mode 600); the platform keeps only its hash.",
+        "",
+        "[gateway]",
+        f"id = {_toml(DEMO_GATEWAY)}",
+        "heartbeat = 30",
+        "health_interval = 10",
+        "",
+        "[platform]",
+        f"url = {_toml(url)}",
+        'transport = "http"',
+        f"token_file = {_toml(token_file)}",
+        "timeout = 10",
+        "retry_max = 30",
+        "",
+        "[outbox]",
+        f"path = {_toml(outbox)}",
+        "cap = 200000",
+        'policy = "drop_oldest"',
+        "batch_size = 500",
+        "live_window = 60",
+    ]
+    for device, (device_id, title) in DEMO_DEVICES.items():
+        lines += ["", f"[devices.{device}]  # {title}", 'protocol = "modbus_tcp"', 'host = "127.0.0.1"',
+                  f"port = {port}", f"device_id = {device_id}", "timeout = 2", "poll_interval = 1",
+                  "offline_after = 3"]
+        for fields, edge in DEMO_POINTS:
+            if fields["name"].split(".", 1)[0] != device:
+                continue
+            lines += ["", f"[devices.{fields['name'].replace('.', '.points.', 1)}]  # {fields['label']}"]
+            lines += [f"{key} = {_toml(value)}" for key, value in edge.items() if key != "deadband"]
+            lines += [f"unit = {_toml(fields['unit'])}", f"deadband = {_toml(edge['deadband'])}"]
+    return "\n".join(lines) + "\n"
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write a file readable by its owner only (mode 600), replacing it whole."""
+    tmp = path.with_name(path.name + ".tmp")
+    with contextlib.suppress(FileNotFoundError):
+        tmp.unlink()
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def _config_url(path: Path) -> str | None:
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))["platform"]["url"]
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, KeyError, TypeError):
+        return None
+
+
+def load_demo_gateway(session: Session, config: Config, actor, url: str | None = None,
+                      port: int = DEMO_MODBUS_PORT) -> DemoGateway | None:
+    """Register the demo plant's monitoring gateway and its points, once, and write its edge collector config into
+    the instance folder (``edge-demo.toml``, and its credential in ``edge-demo.token``, both mode 600).
+
+    Idempotent: an existing gateway keeps its credential and its points' settings (missing demo points are added),
+    and existing files are left alone. The credential exists only when the gateway is registered, so when the token
+    file is gone later, this does not replace it (see ``DemoGateway.credential_ok``): rotating is the
+    administrator's call (``rotate_token``, ``POST /api/v1/gateways/{id}/token``). The files are written before the
+    caller commits: should the commit fail, the next run registers the gateway again and rewrites them.
+    ``url`` is where the collector sends (default ``config.public_url``); None when there is no demo plant."""
+    enterprise = session.scalar(select(Enterprise).where(Enterprise.credit_code == DEMO_PLANT))
+    if enterprise is None:
+        return None
+    folder = Path(config.instance_path)
+    config_path, token_path = folder / DEMO_CONFIG, folder / DEMO_TOKEN_FILE
+    url = (url or config.public_url).rstrip("/")
+    gateway = session.scalar(select(Gateway).where(Gateway.code == DEMO_GATEWAY))
+    created = gateway is None
+    if created:
+        gateway, token = create_gateway(session, actor, DEMO_GATEWAY, enterprise.id, DEMO_GATEWAY_NAME)
+        folder.mkdir(parents=True, exist_ok=True)
+        _write_private(token_path, token + "\n")
+        credential_ok = True
+    else:
+        try:
+            credential_ok = hash_token(token_path.read_text(encoding="utf-8").strip()) == gateway.token_hash
+        except (OSError, UnicodeDecodeError):
+            credential_ok = False
+    existing = set(session.scalars(select(Point.name).where(Point.gateway_id == gateway.id)))
+    added = [upsert_point(session, gateway, fields) for fields, _ in DEMO_POINTS if fields["name"] not in existing]
+    if added:
+        audit.record_system(session, "points_imported", actor, target=gateway.code, points=len(added))
+    config_written = created or not config_path.exists()
+    if config_written:  # no secret in it: rewriting a lost one rotates nothing
+        folder.mkdir(parents=True, exist_ok=True)
+        _write_private(config_path, demo_edge_config(url, port=port))
+    return DemoGateway(code=gateway.code, gateway_id=gateway.id, config_path=config_path, token_path=token_path,
+                       points=len(existing) + len(added), created=created, credential_ok=credential_ok,
+                       config_written=config_written, url=url if config_written else _config_url(config_path))

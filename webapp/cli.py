@@ -5,6 +5,7 @@ import argparse
 import logging
 import os
 import secrets
+import shlex
 import signal
 import string
 import sys
@@ -35,11 +36,11 @@ def _safe_url(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
-def _demo(config: Config, password: str) -> list:
+def _demo(config: Config, password: str, url: str | None = None) -> tuple[list, object]:
     from engine.connectors import Registry
     from engine.db import Database
     from engine.demo import USERS, deploy_all, load_org
-    from engine.monitoring import DEMO_USERS
+    from engine.monitoring import DEMO_USERS, load_demo_gateway
 
     schema.upgrade(config)
     db = Database(config)
@@ -47,17 +48,42 @@ def _demo(config: Config, password: str) -> list:
         with db.transaction() as s:
             users = load_org(s, password)
             deployed = deploy_all(s, config, users["admin"], Registry.discover())
+            gateway = load_demo_gateway(s, config, users["admin"], url=url)
     finally:
         db.dispose()
     for key, version, created in deployed:
         print(f"  process {key}: version {version}{' (new)' if created else ''}")
-    return [*USERS, *DEMO_USERS]
+    return [*USERS, *DEMO_USERS], gateway
+
+
+def _program() -> str:
+    """How the user called emflow (e.g. .venv/bin/emflow), so the printed commands run as they are."""
+    called = sys.argv[0] if sys.argv and Path(sys.argv[0]).name == "emflow" else "emflow"
+    return shlex.quote(called)
+
+
+def _print_edge_demo(gateway, url: str) -> None:
+    """Tell the user how to feed the demo gateway, or how to give it a new credential when its file is gone."""
+    if gateway is None:
+        return
+    if not gateway.credential_ok:
+        print(f"\nThe demo gateway {gateway.code} is registered, but {gateway.token_path} is missing or holds an old "
+              "credential. A credential is shown only once, so it is not replaced here. To issue a new one (the old "
+              f"one stops working), call POST {url}/api/v1/gateways/{gateway.gateway_id}/token as admin and save the "
+              f"token it returns in {gateway.token_path} (mode 600).")
+    config = shlex.quote(str(gateway.config_path))
+    print(f"\nSensor demo: feed gateway {gateway.code} (simulated readings; alarms appear under 预警), "
+          "each in its own terminal:")
+    print(f"  {_program()} edge simulate --config {config}\n  {_program()} edge run --config {config}")
+    if gateway.url and gateway.url != url.rstrip("/"):
+        print(f"  ({gateway.config_path.name} sends to {gateway.url}: edit its [platform] url to match this server)")
 
 
 def cmd_demo(args) -> int:
     config = _config()
-    users = _demo(config, args.password)
+    users, gateway = _demo(config, args.password)
     print(f"Demo organisation loaded: {len(users)} users, password as given.")
+    _print_edge_demo(gateway, config.public_url)
     return 0
 
 
@@ -130,11 +156,15 @@ def cmd_up(args) -> int:
     config = _config()
     password = args.password or _password()
     print(f"Setting up emflow in {config.instance_path} ({_safe_url(config.database_url)})")
-    users = _demo(config, password)
     host = "localhost" if args.host in ("0.0.0.0", "127.0.0.1") else args.host  # noqa: S104 - display only
+    # Where the demo gateway's collector sends: EMFLOW_PUBLIC_URL if set, else the address served here.
+    local = "127.0.0.1" if args.host in ("0.0.0.0", "127.0.0.1", "localhost") else args.host  # noqa: S104
+    url = config.public_url if os.environ.get("EMFLOW_PUBLIC_URL") else f"http://{local}:{args.port}"
+    users, gateway = _demo(config, password, url=url)
     print(f"\nemflow is starting at http://{host}:{args.port}/\n\nDemo logins (password: {password}):")
     for username, name, title, *_rest in users:
         print(f"  {username:<12} {name}  {title}")
+    _print_edge_demo(gateway, url)
     print(flush=True)
     _serve(config, args.host, args.port, args.workers, args.threads)
     return 0
