@@ -1,4 +1,4 @@
-"""Integration state: stored connector configuration, encrypted secrets and incidents."""
+"""Integration state: stored connector configuration, encrypted secrets, incidents and the ministry's instructions."""
 from __future__ import annotations
 
 from datetime import datetime
@@ -51,3 +51,14 @@ class Incident(Base):
     resolved_by_id: Mapped[int | None] = mapped_column(ForeignKey("user.id", ondelete="SET NULL"))
     resolution: Mapped[str | None] = mapped_column(String(16))  # retried, skipped
     reason: Mapped[str | None] = mapped_column(Text)
+
+
+class MinistryInstruction(Base):
+    """A ministry instruction that was delivered: its digest is the key, so the same instruction again delivers
+    nothing. Kept for good (a handful a day), which is what makes a replay of any age harmless."""
+
+    __tablename__ = "ministry_instruction"
+    digest: Mapped[str] = mapped_column(String(64), primary_key=True)  # sha256 hex of the canonical instruction
+    incident_id: Mapped[str] = mapped_column(String(100))
+    delivered: Mapped[list] = mapped_column(JSONType, default=list)  # the instance ids it reached
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
