@@ -96,17 +96,22 @@ def deliver_callback(session: Session, config: Config, token: str, name: str, pa
         raise ValidationFailed("a callback needs a message name and a JSON object payload",
                                errors={"message": [{"code": "required", "message": "required"}]})
     job_id = job_of_token(config, token, name)
-    job = session.get(Job, job_id) if job_id else None
+    # Locked: of two answers to one call arriving at once, the second sees the first one's mark.
+    job = session.get(Job, job_id, with_for_update=True) if job_id else None
     if job is None or job.instance_id is None or job.payload.get("callback_message") != name \
             or job.created_at < clock.now() - timedelta(days=CALLBACK_DAYS):
         raise NotFound("this callback address is not valid", code="callback_unknown")
     if len(json.dumps(payload, ensure_ascii=False)) > CALLBACK_MAX_BYTES:
         raise ValidationFailed("the callback payload is too large",
                                errors={"payload": [{"code": "maxLength", "message": str(CALLBACK_MAX_BYTES)}]})
-    if not deliver_to(session, config, None, job.instance_id, name, payload,
-                      recorded={**payload, "callback_for": job.payload.get("bpmn_id")}):
+    # A call is answered once: the address stays valid for days, and a process that waits for the same message
+    # again (a loop, a second call) must not take an old or replayed answer as the answer to the new call.
+    if job.payload.get("answered_at") or not deliver_to(
+            session, config, None, job.instance_id, name, payload,
+            recorded={**payload, "callback_for": job.payload.get("bpmn_id")}):
         raise Conflict(f"the process is not waiting for message '{name}' (already answered?)",
                        code="callback_not_waiting")
+    job.payload = {**job.payload, "answered_at": clock.now().isoformat()}
     return job.instance_id
 
 

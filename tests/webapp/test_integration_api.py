@@ -131,6 +131,42 @@ def test_skip_needs_a_reason(client, api, outside, db, platform_, deployed):
     assert workflow_data(db, instance_id)["sent"] is None
 
 
+def test_an_answered_call_cannot_answer_the_next_one(client, api, outside, db, platform_):
+    # send → wait → review → send again → wait again: the first call's address, replayed, must not answer the second.
+    def send(task_id: str) -> str:
+        return service_task(task_id, "http/Request", "sent", {"method": "'POST'", "url": "'/reports'"}).replace(
+            "<bpmn:extensionElements>", '<bpmn:extensionElements><spiffworkflow:properties><spiffworkflow:property '
+            'name="callbackMessage" value="report.answered"/></spiffworkflow:properties>', 1)
+
+    def wait(event_id: str) -> str:
+        return (f'<bpmn:intermediateCatchEvent id="{event_id}"><bpmn:messageEventDefinition messageRef="answered">'
+                "<bpmn:extensionElements><spiffworkflow:messageVariable>answer</spiffworkflow:messageVariable>"
+                "</bpmn:extensionElements></bpmn:messageEventDefinition></bpmn:intermediateCatchEvent>")
+
+    body = ('<bpmn:startEvent id="start"/>' + send("send") + wait("wait") + user_task("review", "核对部里答复")
+            + send("resend") + wait("wait_again") + '<bpmn:endEvent id="end"/>'
+            + flows(("start", "send"), ("send", "wait"), ("wait", "review"), ("review", "resend"),
+                    ("resend", "wait_again"), ("wait_again", "end")))
+    deploy_bundle(db, PROCESS, bpmn(PROCESS, body, DEFINITIONS), registry=platform_.registry)
+    configure(client, api, outside)
+    instance_id = start(client, api)
+    assert run(db, platform_, instance_id) == "done"
+    first = outside.requests[0]["headers"]["x-emflow-callback"].split("127.0.0.1:5000", 1)[1]
+    assert client.post(first, json={"message": "report.answered", "payload": {"批示": "第一次"}}).status_code == 200
+    review = only_task(db, instance_id)
+    assert client.post(f"/api/v1/tasks/{review.id}/complete", headers=api("zhang.wei"),
+                       json={"data": {"note": "已核对"}}).status_code == 200
+    assert run(db, platform_, instance_id) == "done"  # the second call: the process waits for an answer again
+
+    replayed = client.post(first, json={"message": "report.answered", "payload": {"批示": "伪造的第二次"}})
+    assert (replayed.status_code, replayed.get_json()["code"]) == (409, "callback_not_waiting")
+    assert workflow_data(db, instance_id)["answer"]["批示"] == "第一次"
+    second = outside.requests[1]["headers"]["x-emflow-callback"].split("127.0.0.1:5000", 1)[1]
+    assert second != first
+    assert client.post(second, json={"message": "report.answered", "payload": {"批示": "第二次"}}).status_code == 200
+    assert workflow_data(db, instance_id)["answer"]["批示"] == "第二次"
+
+
 def test_a_callback_reaches_the_instance_once_and_forged_ones_are_refused(client, api, outside, db, platform_,
                                                                          deployed):
     configure(client, api, outside)
