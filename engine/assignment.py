@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from .errors import AssignmentError
@@ -157,7 +157,7 @@ def resolve(session: Session, rule: Rule, ctx: Context, out: Resolution | None =
         for name in _field_values(ctx, rule.args[0]):
             out.add_user(_user_row(session, name))
     elif kind == "group":
-        gid = session.scalar(select(Group.id).where(Group.code == rule.args[0]))
+        gid = session.connection().scalar(_GROUP_ID, {"code": rule.args[0]})
         if gid is not None and gid not in out.groups:
             out.groups.append(gid)
     elif kind == "role":
@@ -178,9 +178,15 @@ def resolve(session: Session, rule: Rule, ctx: Context, out: Resolution | None =
     return out
 
 
+# Asked for every task a user() or field() rule assigns: built once, run on the connection (plain columns,
+# as for roles; the ORM adds nothing here).
+_USER_ROW = select(User.id, User.name, User.is_active).where(User.username == bindparam("username"))
+_GROUP_ID = select(Group.id).where(Group.code == bindparam("code"))
+
+
 def _user_row(session: Session, username: str):
-    """(id, name, is_active) of a user: plain columns, as for roles; a whole User is not needed here."""
-    return session.execute(select(User.id, User.name, User.is_active).where(User.username == username)).first()
+    """(id, name, is_active) of a user, or None."""
+    return session.connection().execute(_USER_ROW, {"username": username}).first()
 
 
 def _field_values(ctx: Context, name: str) -> list[str]:

@@ -150,7 +150,9 @@ def prepare(args, tmp: Path) -> dict:
         files[name] = path
 
     write("emflow_complete_warm.txt", [f"/api/v1/tasks/{t}/complete {tokens[u]}" for t, u in emflow_tasks[:warm_e]])
-    write("emflow_complete.txt", [f"/api/v1/tasks/{t}/complete {tokens[u]}" for t, u in emflow_tasks[warm_e:]])
+    kept = 120  # for the in-process breakdown, never given to wrk
+    write("emflow_complete.txt", [f"/api/v1/tasks/{t}/complete {tokens[u]}" for t, u in emflow_tasks[warm_e:-kept]])
+    write("emflow_breakdown.txt", [f"/api/v1/tasks/{t}/complete {tokens[u]}" for t, u in emflow_tasks[-kept:]])
     write("bare_complete_warm.txt", [f"/bare/instances/{i}/complete {tokens[u]}" for i, u in bare_tasks[:warm_b]])
     write("bare_complete.txt", [f"/bare/instances/{i}/complete {tokens[u]}" for i, u in bare_tasks[warm_b:]])
     readers = list(user_ids)
@@ -315,7 +317,7 @@ def server_side_completions(url: str) -> int:
 def inprocess_breakdown(prep: dict, tmp: Path, n: int) -> dict:
     """The same two requests through Flask's test client in this process (no server, no concurrency): mean time
     per request split into authentication, engine call, response building and the rest (Flask, flask-smorest,
-    marshmallow), with the number of SQL statements. Uses the tail of the completion list, which wrk never reached."""
+    marshmallow), with the number of SQL statements. Uses completions set aside for it (wrk never gets them)."""
     from bench_engine_overhead import Breakdown
     from sqlalchemy import event
 
@@ -329,7 +331,7 @@ def inprocess_breakdown(prep: dict, tmp: Path, n: int) -> dict:
     client = app.test_client()
     body = json.loads(prep["files"]["body"].read_text())
     reads = [ln.split() for ln in prep["files"]["emflow_read.txt"].read_text().splitlines()]
-    completes = [ln.split() for ln in prep["files"]["emflow_complete.txt"].read_text().splitlines()][::-1]
+    completes = [ln.split() for ln in prep["files"]["emflow_breakdown.txt"].read_text().splitlines()]
     engine = app.extensions["emflow"].db.write_engine
     bd = Breakdown()
     statements = {"n": 0}
@@ -395,7 +397,7 @@ def main() -> None:
         sys.exit("wrk is not installed: apt-get install -y wrk")
     if args.quick:
         args.duration, args.warmup, args.read_tasks = 4.0, 2.0, 100_000
-        args.emflow_tasks, args.bare_tasks = 1200, 5000
+        args.emflow_tasks, args.bare_tasks = 2500, 5000
     B.banner(f"bench_http: emflow vs bare Flask+gunicorn+PostgreSQL, {args.workers} {args.worker_class} workers"
              f"{f' x {args.threads} threads' if args.worker_class == 'gthread' else ''}, wrk -t{args.wrk_threads} "
              f"-c{args.connections} -d{args.duration:g}s")
