@@ -11,7 +11,7 @@ from collections.abc import Callable
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import select
 
 from connectors.base import ConnectorError
 from connectors.ministry import MinistryConnector
@@ -20,6 +20,7 @@ from engine.connectors import EngineContext
 from engine.models import MessageSubscription, SystemEvent
 from engine.models.integration import MinistryInstruction
 from engine.runtime import correlation_key
+from tests.concurrency import in_threads, lock_waiters
 from tests.engine.helpers import (
     assert_state_round_trips,
     bpmn,
@@ -303,23 +304,6 @@ def post(db, config, body: bytes, between: Callable[[], None] = lambda: None,
     return answer
 
 
-def in_threads(*calls: Callable[[], object], timeout: float = 60.0) -> list[object]:
-    """Run the calls in threads; each result is an answer or the exception the call raised."""
-    results: list[object] = [None] * len(calls)
-
-    def run(i: int) -> None:
-        try:
-            results[i] = calls[i]()
-        except Exception as exc:  # noqa: BLE001 - the test inspects it
-            results[i] = exc
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(calls))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout)
-    assert not any(t.is_alive() for t in threads), "a thread did not finish"
-    return results
 
 
 def test_the_same_instruction_twice_at_once_is_delivered_once(db, config, ministry_registry, outside, loop):
@@ -338,11 +322,6 @@ def test_the_same_instruction_twice_at_once_is_delivered_once(db, config, minist
     assert len(events(db, instance_id, "message_received")) == len(sent) and len(repeats(db)) == len(sent)
 
 
-def lock_waiters(db) -> int:
-    """Backends of this database waiting for a lock."""
-    with db.session() as s:
-        return s.scalar(text("SELECT count(*) FROM pg_stat_activity "
-                             "WHERE datname = current_database() AND wait_event_type = 'Lock'"))
 
 
 @pytest.mark.postgres

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable
 from datetime import datetime
 
 import pytest
@@ -14,6 +13,7 @@ from sqlalchemy import text
 
 from engine import audit, jobs, tasks
 from engine.errors import Conflict
+from tests.concurrency import in_threads
 from tests.engine.helpers import (
     assert_state_round_trips,
     dispatch_to_distribution,
@@ -39,25 +39,6 @@ APPROVE = {"review_decision": "approve", "opinion": "同意"}
 RETURN = {"review_decision": "return", "opinion": "退回修改"}
 
 
-def run_together(calls: list[Callable[[], object]], timeout: float = 60.0) -> list[object]:
-    """Run the calls in threads released at the same moment; each result is a value or the exception."""
-    barrier = threading.Barrier(len(calls))
-    results: list[object] = [None] * len(calls)
-
-    def run(i: int, call: Callable[[], object]) -> None:
-        barrier.wait()
-        try:
-            results[i] = call()
-        except Exception as exc:  # noqa: BLE001 - the test inspects it
-            results[i] = exc
-
-    threads = [threading.Thread(target=run, args=(i, c)) for i, c in enumerate(calls)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout)
-    assert not any(t.is_alive() for t in threads), "a thread did not finish"
-    return results
 
 
 def complete_review(db, config, task_id: str, data: dict) -> str:
@@ -91,8 +72,8 @@ def test_two_simultaneous_completions_one_wins_the_other_conflicts(db, config):
         review_id = only_task(db, instance_id, "review").id
         version = instance(db, instance_id).lock_version
 
-        results = run_together([lambda t=review_id: complete_review(db, config, t, APPROVE),
-                                lambda t=review_id: complete_review(db, config, t, RETURN)])
+        results = in_threads(lambda t=review_id: complete_review(db, config, t, APPROVE),
+                             lambda t=review_id: complete_review(db, config, t, RETURN), together=True)
 
         assert sorted(map(type, results), key=str) == sorted([str, Conflict], key=str), results
         [conflict] = [r for r in results if isinstance(r, Conflict)]
@@ -150,7 +131,7 @@ def test_a_claim_racing_a_completion_leaves_one_outcome(db, config, registry):
         with db.transaction() as s:
             return tasks.complete(s, config, load_user(s, "zhang.wei"), task_id, distribute_payload()).status
 
-    results = run_together([claim, finish])
+    results = in_threads(claim, finish, together=True)
 
     assert "completed" in results
     assert all(not isinstance(r, Exception) or isinstance(r, Conflict) for r in results), results
@@ -167,12 +148,12 @@ def test_twenty_documents_signed_and_numbered_concurrently(db, config, registry)
         review(db, config, instance_id)
         ids.append(instance_id)
 
-    signed = run_together([lambda i=i: sign_off(db, config, i) for i in ids])
+    signed = in_threads(*[lambda i=i: sign_off(db, config, i) for i in ids], together=True)
     assert signed == [None] * count, signed
 
     job_ids = [job.id for i in ids for job in jobs_of(db, i)]
     assert len(job_ids) == count and set(jobs.due_jobs(db, limit=100)) == set(job_ids)
-    outcomes = run_together([lambda j=j: jobs.execute(db, config, registry, j) for j in job_ids])
+    outcomes = in_threads(*[lambda j=j: jobs.execute(db, config, registry, j) for j in job_ids], together=True)
     assert outcomes == ["done"] * count, outcomes
 
     year = datetime.now().year

@@ -11,10 +11,11 @@ from collections.abc import Callable
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select
 
 from engine import clock, monitoring, telemetry
 from engine.models.monitoring import Alarm, AlarmEvent, Point, Reading
+from tests.concurrency import in_threads, lock_waiters
 from tests.engine.alarm_helpers import LEVEL, Edge, point, register, tick, update_point
 from tests.engine.helpers import poll
 
@@ -35,30 +36,8 @@ def ingest(edge: Edge, readings: list[dict], between: Callable[[], None] = lambd
     return answer
 
 
-def in_threads(*calls: Callable[[], dict], timeout: float = 60.0) -> list[object]:
-    """Run the calls in threads; each result is an answer or the exception the call raised."""
-    results: list[object] = [None] * len(calls)
-
-    def run(i: int) -> None:
-        try:
-            results[i] = calls[i]()
-        except Exception as exc:  # noqa: BLE001 - the test inspects it
-            results[i] = exc
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(calls))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout)
-    assert not any(t.is_alive() for t in threads), "a thread did not finish"
-    return results
 
 
-def lock_waiters(db) -> int:
-    """Backends of this database waiting for a lock."""
-    with db.session() as s:
-        return s.scalar(text("SELECT count(*) FROM pg_stat_activity "
-                             "WHERE datname = current_database() AND wait_event_type = 'Lock'"))
 
 
 def while_held(edge: Edge, readings: list[dict], then: Callable[[], dict], rollback: bool = False) -> list[object]:
