@@ -12,11 +12,13 @@ import struct
 import time
 import zlib
 from collections.abc import Callable
+from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
 
-from engine import files, instances, jobs, tasks
+from engine import clock, files, instances, jobs, tasks
 from engine.bpmn.serializer import state_from_json, state_to_json
 from engine.config import Config
 from engine.connectors import Registry
@@ -49,6 +51,24 @@ def png(width: int = 120, height: int = 40) -> bytes:
 def data_url(image: bytes, kind: str = "png") -> str:
     """An image as the data URL a signature pad posts."""
     return f"data:image/{kind};base64," + base64.b64encode(image).decode()
+
+
+# -- the engine clock ---------------------------------------------------------------------------
+def local_now(config: Config) -> datetime:
+    """The engine clock in the platform's time zone, where the engine takes the dates and years it records."""
+    return clock.now().astimezone(ZoneInfo(config.timezone))
+
+
+def clear_of_midnight(config: Config, margin: timedelta = timedelta(hours=1)) -> datetime:
+    """Move the engine clock just past the next local midnight if that is less than ``margin`` away, and return
+    the local time. A test that reads today's date (or year) from it, then moves the clock by less than ``margin``
+    before the engine records its own, sees both on one day and in one year, whatever time the suite runs at."""
+    now = local_now(config)
+    midnight = datetime.combine(now.date() + timedelta(days=1), datetime.min.time(), now.tzinfo)
+    if midnight - now < margin:
+        clock.advance(midnight - now + timedelta(seconds=1))
+        now = local_now(config)
+    return now
 
 
 # -- 发文 (document_dispatch) ----------------------------------------------------------------------

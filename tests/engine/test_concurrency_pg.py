@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import threading
-from datetime import datetime
 
 import pytest
 from sqlalchemy import text
@@ -16,6 +15,7 @@ from engine.errors import Conflict
 from tests.concurrency import in_threads
 from tests.engine.helpers import (
     assert_state_round_trips,
+    clear_of_midnight,
     dispatch_to_distribution,
     distribute_payload,
     events,
@@ -141,6 +141,7 @@ def test_a_claim_racing_a_completion_leaves_one_outcome(db, config, registry):
 
 # -- twenty documents at once -----------------------------------------------------------------------------
 def test_twenty_documents_signed_and_numbered_concurrently(db, config, registry):
+    year = clear_of_midnight(config).year  # the engine's local year, not the host's, when the jobs below run
     count = 20
     ids = []
     for _ in range(count):
@@ -156,7 +157,6 @@ def test_twenty_documents_signed_and_numbered_concurrently(db, config, registry)
     outcomes = in_threads(*[lambda j=j: jobs.execute(db, config, registry, j) for j in job_ids], together=True)
     assert outcomes == ["done"] * count, outcomes
 
-    year = datetime.now().year
     numbers = [workflow_data(db, i)["numbering"] for i in ids]
     assert sorted(n["sequence"] for n in numbers) == list(range(1, count + 1))
     assert {n["number"] for n in numbers} == {f"桂应急发〔{year}〕{k}号" for k in range(1, count + 1)}

@@ -24,6 +24,7 @@ from tests.engine.helpers import (
     assert_state_round_trips,
     assignee,
     claim,
+    clear_of_midnight,
     data_url,
     events,
     instance,
@@ -157,7 +158,7 @@ def to_handle(receipt: Receipt, **sign_in) -> None:
 
 # -- 办件: straight through ------------------------------------------------------------------------------------
 def test_a_document_for_action_goes_all_the_way_to_the_archive(receipt, db, config):
-    year = today(config).year
+    year = clear_of_midnight(config).year  # still the year when the job below allocates the number
     sign_in = receipt.task("sign_in")
     assert (sign_in.assignee_id, receipt.open()) == (None, [("sign_in", None, None)])  # offered to the clerks' group
     with db.session() as s:
@@ -209,7 +210,7 @@ def test_a_document_waiting_to_be_signed_in_is_urged_to_the_clerks_group(receipt
 
 def test_registration_numbers_follow_each_other_and_restart_each_year(db, config, registry):
     tz = ZoneInfo(config.timezone)
-    year = today(config).year
+    year = clear_of_midnight(config).year  # still the year when the jobs below allocate the numbers
     numbers = []
     for _ in range(2):
         r = Receipt(db, config, registry)
@@ -487,7 +488,9 @@ def oa_registry(registry):
 
 @pytest.fixture
 def from_oa(db, config, oa_registry, outside) -> Receipt:
-    """An OA document posted to the webhook: the 收文 it started, ready for 签收."""
+    """An OA document posted to the webhook: the 收文 it started, ready for 签收. Posted at least an hour before
+    local midnight, so the day it arrived and the day its tests read after their jobs moved the clock are one."""
+    clear_of_midnight(config)
     configure_oa(db, config, oa_registry, outside)
     document = oa_document(outside, 12, title=TITLE)
     publish(outside, [document])

@@ -10,7 +10,7 @@ import pytest
 
 from engine import clock
 from engine.models import BusCall, SystemEvent
-from tests.engine.helpers import bpmn, deploy_bundle, flows
+from tests.engine.helpers import bpmn, clear_of_midnight, deploy_bundle, flows
 from tests.outside import OutsideSystem
 
 DUTY = {"name": "省应急值班系统", "kind": "rest", "description": "值班与事件报送",
@@ -134,6 +134,8 @@ def test_outside_failures_become_502_and_504_and_are_logged_without_secrets(clie
 
 
 def test_rate_limits_answer_429_with_retry_after(client, admin, outside, duty, db):
+    # The limit counts the calls of each clock minute: start just after a minute begins, so all four fall in one.
+    clock.advance(timedelta(seconds=61 - clock.now().timestamp() % 60))
     key = consumer(client, admin, ["duty/*"], rate=2)
     assert [gw(client, key, "duty/QueryDuty", {"region": "450100"}).status_code for _ in range(3)] == [200, 200, 429]
     limited = gw(client, key, "duty/QueryDuty", {"region": "450100"})
@@ -211,7 +213,8 @@ def test_only_bus_admins_manage_the_bus(client, api):
     assert client.get("/api/v1/bus/usage?from=2026-11-01&to=2026-11-30", headers=clerk).status_code == 403
 
 
-def test_usage_per_day_service_operation_and_consumer(client, admin, outside, duty, db):
+def test_usage_per_day_service_operation_and_consumer(client, admin, outside, duty, db, config):
+    today = clear_of_midnight(config).date()  # usage is counted per local day: every call below falls on this one
     key = consumer(client, admin, ["duty/*"])
     other = consumer(client, admin, ["duty/*"], name="省政务服务平台")
     outside.plan["/reports"] = ["503"]
@@ -220,7 +223,6 @@ def test_usage_per_day_service_operation_and_consumer(client, admin, outside, du
     gw(client, key, "duty/Report", {})
     gw(client, other, "duty/QueryDuty", {"region": "450200"})
 
-    today = clock.now().date()
     rows = client.get(f"/api/v1/bus/usage?from={today - timedelta(days=1)}&to={today + timedelta(days=1)}",
                       headers=admin).get_json()
     by = {(r["operation"], r["consumer"]): r for r in rows}

@@ -11,12 +11,12 @@ from sqlalchemy import select
 
 from engine import clock, jobs
 from engine.models import HumanTask, InstanceEvent, TaskCopy
+from tests.engine.helpers import local_now
 from tests.webapp.conftest import csrf_token
 from tests.webapp.flows import upload
 
 SIGN_IN = {"title": "关于做好寒潮防御工作的通知", "source_unit": "应急管理部", "source_number": "应急〔2026〕12号",
-           "copies": 2, "secrecy": "公开", "urgency": "加急", "received_on": "2026-11-29", "deadline": "2026-12-05",
-           "handling_type": "办理"}
+           "copies": 2, "secrecy": "公开", "urgency": "加急", "received_on": "2026-11-29", "handling_type": "办理"}
 
 
 def png_data_url(width: int = 240, height: int = 80) -> str:
@@ -48,7 +48,9 @@ def receipt_to(client, api, db, config, registry, step: str) -> int:
     inst = post(client, clerk, "/process-instances", {"process_key": "document_receipt"}, 201)
     sign_in = next(t for t in inst["tasks"] if t["bpmn_id"] == "sign_in")
     post(client, clerk, f"/tasks/{sign_in['id']}/claim")
-    post(client, clerk, f"/tasks/{sign_in['id']}/approve", {"data": {**SIGN_IN, "file": upload(client, clerk)}})
+    deadline = (local_now(config).date() + timedelta(days=5)).isoformat()  # 承办 is not overdue until the clock moves
+    post(client, clerk, f"/tasks/{sign_in['id']}/approve",
+         {"data": {**SIGN_IN, "deadline": deadline, "file": upload(client, clerk)}})
     for job_id in jobs.due_jobs(db):
         assert jobs.execute(db, config, registry, job_id) == "done"
     order = [("screen", "zhang.wei", {}), ("propose", "li.na", {"lead_unit": "ZCFGC"}),
