@@ -386,7 +386,7 @@ def main() -> None:
     ap.add_argument("--warmup", type=float, default=3.0, help="seconds of warm-up load before each measured run")
     ap.add_argument("--users", type=int, default=3000)
     ap.add_argument("--read-tasks", type=int, default=200_000, help="human_task rows behind the inbox")
-    ap.add_argument("--emflow-tasks", type=int, default=3000, help="emflow instances prepared for completion")
+    ap.add_argument("--emflow-tasks", type=int, default=5000, help="emflow instances prepared for completion")
     ap.add_argument("--bare-tasks", type=int, default=12000, help="bare instances prepared for completion")
     ap.add_argument("--order", default="bare,emflow", help="which stack runs first (default bare,emflow)")
     ap.add_argument("--quick", action="store_true", help="short runs, fewer rows: a smoke test")
