@@ -445,6 +445,15 @@ def _may_manage(session: Session, user, point: Point) -> None:
         raise Forbidden("you may not change this point's alarms", code="not_alarm_operator")
 
 
+def may_manage(session: Session, user, point: Point) -> bool:
+    """Whether the user may shelve, unshelve or set the mode of the point (the rule those actions enforce)."""
+    try:
+        _may_manage(session, user, point)
+    except (NotFound, Forbidden):
+        return False
+    return True
+
+
 def _locked_point(session: Session, point_id: int) -> Point:
     """The point, read under its gateway's row lock: ingest and tick change points only while holding it."""
     gateway_id = session.scalar(select(Point.gateway_id).where(Point.id == point_id))

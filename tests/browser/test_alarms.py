@@ -1,17 +1,19 @@
-"""Alarms in Chromium: the regulator's list on a desktop, the enterprise duty person acknowledging on a phone.
+"""Alarms in Chromium: the regulator's list on a desktop, the enterprise duty person acknowledging on a phone,
+shelving a point's alarms on a desktop and unshelving them on a phone.
 
 Screenshots land in tests/artifacts/browser/alarms-*.png.
 """
 from __future__ import annotations
 
 from datetime import timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from playwright.sync_api import expect
 
 from engine import clock
 from tests.browser.conftest import PHONE, login, no_horizontal_scroll
-from tests.engine.alarm_helpers import LEVEL, Edge, open_alarms, register
+from tests.engine.alarm_helpers import LEVEL, Edge, open_alarms, point, register
 
 pytestmark = pytest.mark.browser
 
@@ -41,3 +43,46 @@ def test_a_regulator_reads_the_list_and_the_duty_person_acknowledges_on_a_phone(
     expect(phone.get_by_text("报警已确认。")).to_be_visible()
     no_horizontal_scroll(phone)
     shots(phone, "phone-acknowledged")
+
+
+def test_the_duty_person_shelves_the_point_on_a_desktop_and_unshelves_it_on_a_phone(browser, server, db, config,
+                                                                                       shots):
+    token, ids = register(db, [LEVEL])
+    edge = Edge(db, config, token)
+    start = clock.now() - timedelta(minutes=40)
+    edge.post([edge.reading("plc.level", round(7.0 + n * 0.05, 2), ts=start + timedelta(minutes=n))
+               for n in range(40)])
+    [alarm] = open_alarms(db, ids["plc.level"])
+    until = (clock.now() + timedelta(hours=4)).astimezone(ZoneInfo(config.timezone)).replace(second=0, microsecond=0)
+    shown = f"{until:%Y-%m-%d %H:%M}"
+
+    desk = login(browser, server, "qiye.hg001")
+    desk.goto(f"{server}/alarms/{alarm.id}")
+    panel = desk.locator("section.shelve-panel")
+    expect(panel.get_by_role("heading", name="搁置报警")).to_be_visible()
+    panel.get_by_label("搁置至").fill(until.strftime("%Y-%m-%dT%H:%M"))
+    panel.get_by_role("button", name="搁置报警").click()  # no reason: the browser keeps the form here
+    expect(panel.locator("input[name=reason]:invalid")).to_have_count(1)
+    assert point(db, alarm.point_id).shelved_until is None
+    panel.get_by_label("原因").fill("液位计标定，暂停报警")
+    no_horizontal_scroll(desk)
+    shots(desk, "desktop-shelve-form")
+    panel.get_by_role("button", name="搁置报警").click()
+    expect(desk.get_by_text(f"该测点的报警已搁置至 {shown}。")).to_be_visible()
+    expect(desk.locator(".shelved-note")).to_have_text(f"已搁置至 {shown}")
+    expect(desk.get_by_role("button", name="取消搁置")).to_be_visible()
+    assert point(db, alarm.point_id).shelved_until == until
+    shots(desk, "desktop-shelved")
+
+    phone = login(browser, server, "qiye.hg001", viewport=PHONE)
+    phone.goto(f"{server}/alarms/{alarm.id}")
+    expect(phone.locator(".shelved-note")).to_have_text(f"已搁置至 {shown}")
+    no_horizontal_scroll(phone)
+    shots(phone, "phone-shelved")
+    phone.get_by_placeholder("原因（可不填）").fill("标定完成")
+    phone.get_by_role("button", name="取消搁置").click()
+    expect(phone.get_by_text("已取消该测点的报警搁置。")).to_be_visible()
+    expect(phone.locator("section.shelve-panel input[type=datetime-local]")).to_be_visible()
+    assert point(db, alarm.point_id).shelved_until is None
+    no_horizontal_scroll(phone)
+    shots(phone, "phone-shelve-form")

@@ -1,7 +1,8 @@
 """Alarm pages: the list with grade colours and filters, one alarm with its reading chart and trail, and KPIs."""
 from __future__ import annotations
 
-from datetime import timedelta
+import re
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from flask import Blueprint, flash, g, redirect, render_template, request, url_for
@@ -10,7 +11,7 @@ from flask_babel import lazy_gettext as _l
 from sqlalchemy import select
 
 from engine import alarms, clock, telemetry
-from engine.errors import EngineError, NotFound
+from engine.errors import EngineError, Forbidden, NotFound, ValidationFailed
 from engine.models import Enterprise, Region
 from engine.models.monitoring import Point
 from engine.monitoring import INDUSTRIES
@@ -31,6 +32,9 @@ EVENTS = {"raised": _l("Alarm raised"), "reactivated": _l("Raised again"), "ackn
           "shelved": _l("Shelved"), "unshelved": _l("Unshelved"), "shelve_expired": _l("Shelving expired"),
           "raise_blocked": _l("Not annunciated (shelved, suppressed or out of service)")}
 CHART_W, CHART_H, PAD = 640, 220, 36
+SHELVE_DAYS = 7  # the engine's limit (alarms.shelve)
+REASON_MAX = 500
+LOCAL_TIME = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2})?")
 
 
 @bp.app_context_processor
@@ -93,10 +97,17 @@ def show(alarm_id: int):
                 readings = []
         trail = alarms.trail(s, alarm.id)
         enterprise = s.get(Enterprise, alarm.enterprise_id)
+        manage = point is not None and alarms.may_manage(s, g.user, point)
     tz = ZoneInfo(platform().config.timezone)
+    now = clock.now()
+    shelved = point.shelved_until if point is not None and point.shelved_until and point.shelved_until > now else None
+    latest = (now + timedelta(days=SHELVE_DAYS)).replace(second=0, microsecond=0)  # the input's max, to the minute
+    shelve_range = (_local_input(now + timedelta(minutes=1), tz), _local_input(latest, tz))
     return render_template("alarm.html", alarm=alarm, point=point, trail=trail, enterprise=enterprise,
                            chart=_chart(readings, point, start, end), start=start.astimezone(tz),
-                           end=end.astimezone(tz), readings=len(readings))
+                           end=end.astimezone(tz), readings=len(readings), manage=manage, shelved=shelved,
+                           shelve_range=shelve_range, shelve_latest=latest,
+                           shelve_days=SHELVE_DAYS, reason_max=REASON_MAX)
 
 
 @bp.route("/<int:alarm_id>/acknowledge", methods=["POST"])
@@ -108,6 +119,83 @@ def acknowledge(alarm_id: int):
         flash(_("The alarm is acknowledged."), "success")
     except EngineError as exc:
         flash(i18n.error_text(exc), "error")
+    return redirect(url_for("alarms.show", alarm_id=alarm_id))
+
+
+def _local_input(value: datetime, tz: ZoneInfo) -> str:
+    """A time as a datetime-local input's value, in the platform time zone, to the minute."""
+    return value.astimezone(tz).strftime("%Y-%m-%dT%H:%M")
+
+
+def _parse_local(text: str, tz: ZoneInfo) -> datetime | None:
+    """A datetime-local input's value (a wall-clock time in the platform time zone) as an aware time; None if it is
+    not one."""
+    text = text.strip()
+    if not LOCAL_TIME.fullmatch(text):
+        return None
+    try:
+        return datetime.fromisoformat(text.replace(" ", "T")).replace(tzinfo=tz)
+    except ValueError:  # e.g. 2026-02-30T10:00
+        return None
+
+
+def _shelve_error(exc: EngineError) -> str:
+    """The flashed text for a refused shelve or unshelve: which field is wrong, or why the user may not."""
+    if isinstance(exc, ValidationFailed):
+        if "until" in exc.errors:
+            if exc.errors["until"][0].get("code") == "format":
+                return _("Enter the end of shelving as a date and time.")
+            return _("Shelve until a time in the future, at most %(days)s days from now.", days=SHELVE_DAYS)
+        if "reason" in exc.errors:
+            return _("Give a reason for shelving.")
+    if isinstance(exc, Forbidden):
+        return _("You may not shelve or unshelve this point's alarms.")
+    return i18n.error_text(exc)
+
+
+def _point_id(session, alarm_id: int) -> int:
+    """The point of an alarm in the user's data scope (device and item alarms have none: NotFound)."""
+    alarm = alarms.get(session, g.user, alarm_id)
+    if alarm.point_id is None:
+        raise NotFound(f"alarm {alarm_id} has no point")
+    return alarm.point_id
+
+
+@bp.route("/<int:alarm_id>/shelve", methods=["POST"])
+@login_required
+def shelve(alarm_id: int):
+    """Shelve the alarm's point until a local time within 7 days, with a reason."""
+    tz = ZoneInfo(platform().config.timezone)
+    until = _parse_local(request.form.get("until", ""), tz)
+    reason = request.form.get("reason", "").strip()[:REASON_MAX]
+    try:
+        with platform().db.transaction() as s:
+            point_id = _point_id(s, alarm_id)
+            if until is None:
+                raise ValidationFailed("not a date and time",
+                                       errors={"until": [{"code": "format", "message": "not a date and time"}]})
+            alarms.shelve(s, g.user, point_id, until, reason)
+        flash(_("The point's alarms are shelved until %(until)s.", until=i18n.fmt_dt(until)), "success")
+    except EngineError as exc:
+        flash(_shelve_error(exc), "error")
+    return redirect(url_for("alarms.show", alarm_id=alarm_id))
+
+
+@bp.route("/<int:alarm_id>/unshelve", methods=["POST"])
+@login_required
+def unshelve(alarm_id: int):
+    """End the shelving of the alarm's point now; the reason is optional."""
+    reason = request.form.get("reason", "").strip()[:REASON_MAX]
+    try:
+        with platform().db.transaction() as s:
+            point = s.get(Point, _point_id(s, alarm_id))
+            if point.shelved_until is None or point.shelved_until <= clock.now():
+                flash(_("The point's alarms are not shelved."), "info")
+                return redirect(url_for("alarms.show", alarm_id=alarm_id))
+            alarms.unshelve(s, g.user, point.id, reason)
+        flash(_("The point's alarms are no longer shelved."), "success")
+    except EngineError as exc:
+        flash(_shelve_error(exc), "error")
     return redirect(url_for("alarms.show", alarm_id=alarm_id))
 
 
