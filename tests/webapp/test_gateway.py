@@ -207,6 +207,8 @@ def test_invalid_definitions_are_refused_precisely(client, admin):
 def test_only_bus_admins_manage_the_bus(client, api):
     clerk = api("zhang.wei")
     assert client.get("/api/v1/bus/services", headers=clerk).status_code == 403
+    assert client.get("/api/v1/bus/catalogue", headers=clerk).status_code == 403
+    assert client.get("/api/v1/bus/catalogue", headers=api("qiye.hg001")).status_code == 403
     assert client.post("/api/v1/bus/consumers", headers=clerk, json={"name": "x"}).status_code == 403
     assert client.put("/api/v1/bus/services/x", headers=clerk, json={
         "name": "x", "kind": "rest", "definition": {}}).status_code == 403

@@ -5,7 +5,7 @@ from flask import g
 from flask_smorest import Blueprint
 
 from engine import bus
-from engine.errors import ValidationFailed
+from engine.errors import Forbidden, ValidationFailed
 from engine.models import BusConsumer, BusService
 
 from ..platform import platform
@@ -18,7 +18,10 @@ blp = Blueprint("api_bus", __name__, description="Service bus administration")
 @blp.route("/catalogue", methods=["GET"])
 @blp.response(200)
 def catalogue():
-    """Every enabled service with its operations and their parameter and result schemas."""
+    """Every enabled service with its operations and their parameter and result schemas (for service-bus and
+    process administrators, who wire services into models)."""
+    if not (g.user.can("bus.admin") or g.user.can("instance.admin")):
+        raise Forbidden("only service-bus and process administrators see the catalogue", code="not_admin")
     with platform().db.session() as s:
         return bus.catalogue(s, platform().registry)
 
