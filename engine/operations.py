@@ -91,9 +91,12 @@ def reject(session: Session, config: Config, user, task_id: str, opinion: str | 
     """Reject: end the instance, or return to the step named by the task's onReject."""
     step, task = _lock_open_task(session, config, user, task_id)
     _allowed(step, task, "reject")
-    target = step.version.task_config(task.bpmn_id).on_reject
-    if target != "end":
-        return _send_back(step, task, user, target, opinion, False, "reject", on_behalf_of)
+    ops = step.version.task_config(task.bpmn_id)
+    if ops.signature == "required" and not signature:  # a decision either way: 不同意 is signed like 同意
+        raise ValidationFailed("a handwritten signature is required",
+                               errors={"signature": [FieldError("required").as_dict()]})
+    if ops.on_reject != "end":
+        return _send_back(step, task, user, ops.on_reject, opinion, False, "reject", on_behalf_of, signature)
     principal = _acting_for(session, user, task, on_behalf_of)
     if _signers_involved(session, task):
         raise Conflict("added signers are still involved in this task", code="waiting_for_signers")
@@ -101,7 +104,7 @@ def reject(session: Session, config: Config, user, task_id: str, opinion: str | 
     signature_id = signatures.store(session, principal, signature, task.instance_id) if signature else None
     on_behalf = {"id": principal.id, "name": principal.name} if principal is not user else None
     _reject_to_end(step, task, principal, opinion, action="reject", signature=signature_id, on_behalf_of=on_behalf,
-                   label=step.version.task_config(task.bpmn_id).labels.get("reject"))
+                   label=ops.labels.get("reject"))
     return step.instance
 
 
@@ -203,15 +206,18 @@ def send_back(session: Session, config: Config, user, task_id: str, target: str 
 
 
 def _send_back(step: Step, task: HumanTask, user, target: str, opinion: str | None, straight_back: bool,
-               action: str, on_behalf_of: str | None):
+               action: str, on_behalf_of: str | None, signature: str | None = None):
     principal = _acting_for(step.session, user, task, on_behalf_of)
     if _signers_involved(step.session, task):
         raise Conflict("added signers are still involved in this task", code="waiting_for_signers")
     opinion = _need_opinion(step, task, action, opinion)
+    signature_id = signatures.store(step.session, principal, signature, task.instance_id) if signature else None
     spiff_task = step.workflow.get_task_from_id(UUID(task.id))
     task.state, task.completed_by_id, task.completed_at, task.opinion = "returned", principal.id, utcnow(), opinion
     step.closed_by_caller.add(task.id)
     detail = {"target": target, "straight_back": straight_back, "action": action}
+    if signature_id:
+        detail["signature"] = signature_id
     if principal is not user:
         detail["on_behalf_of"] = {"id": principal.id, "name": principal.name}
     step.event("task_returned", task_id=task.id, bpmn_id=task.bpmn_id, task_name=task.name, opinion=opinion,

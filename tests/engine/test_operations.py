@@ -1524,6 +1524,26 @@ def test_the_signature_of_a_rejection_is_kept_too(db, config):
     assert instance(db, instance_id).status == "terminated"
 
 
+def test_a_required_signature_is_required_to_reject_too(db, config):
+    instance_id, c = at(db, config, "c", c={"signature": "required"})
+
+    err = refused(db, instance_id, ValidationFailed, "validation_failed",
+                  lambda: act(db, config, "liu.yang", operations.reject, c, "不同意"))
+    assert list(err.errors) == ["signature"]
+    act(db, config, "liu.yang", operations.reject, c, "不同意", data_url(png()))
+    assert last(db, instance_id, "task_completed").detail["signature"]
+
+
+def test_a_rejection_that_returns_keeps_its_signature(db, config):
+    instance_id, c = at(db, config, "c", c={"signature": "required", "onReject": "a"})
+
+    act(db, config, "liu.yang", operations.reject, c, "请重新拟稿", data_url(png()))
+
+    returned = last(db, instance_id, "task_returned")
+    assert (returned.detail["target"], returned.detail["action"]) == ("a", "reject") and returned.detail["signature"]
+    assert opened(db, instance_id) == [("a", "zhang.wei")]
+
+
 # -- the audit trail after many operations -----------------------------------------------------------------------
 def test_the_audit_chain_verifies_after_a_sequence_of_operations(db, config):
     instance_id, b = at(db, config, "b", allow_cancel=True)
