@@ -287,11 +287,11 @@ def complete(session: Session, config: Config, user: User, task_id: str, data: d
         step.save()
         return step.instance
     finish(step, task, spiff_task, decided)
-    remember_open_tasks(step)
+    _remember_open_tasks(step)
     return step.instance
 
 
-def remember_open_tasks(step: Step) -> None:
+def _remember_open_tasks(step: Step) -> None:
     """Leave the instance's open tasks in the session for the caller's summary, when the step knows them."""
     rows = step.open_tasks()
     if rows is not None:
