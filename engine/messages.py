@@ -14,7 +14,7 @@ from .config import Config
 from .connectors import job_of_token
 from .errors import Conflict, EngineError, Forbidden, NotFound, ValidationFailed
 from .models import Job, MessageSubscription, ProcessModel, User
-from .runtime import Step, correlation_key
+from .runtime import Step, correlation_key, lock_instance
 from .versions import VERSIONS, latest_version_id
 
 
@@ -96,14 +96,17 @@ def deliver_callback(session: Session, config: Config, token: str, name: str, pa
         raise ValidationFailed("a callback needs a message name and a JSON object payload",
                                errors={"message": [{"code": "required", "message": "required"}]})
     job_id = job_of_token(config, token, name)
-    # Locked: of two answers to one call arriving at once, the second sees the first one's mark.
-    job = session.get(Job, job_id, with_for_update=True) if job_id else None
+    job = session.get(Job, job_id) if job_id else None
     if job is None or job.instance_id is None or job.payload.get("callback_message") != name \
             or job.created_at < clock.now() - timedelta(days=CALLBACK_DAYS):
         raise NotFound("this callback address is not valid", code="callback_unknown")
     if len(json.dumps(payload, ensure_ascii=False)) > CALLBACK_MAX_BYTES:
         raise ValidationFailed("the callback payload is too large",
                                errors={"payload": [{"code": "maxLength", "message": str(CALLBACK_MAX_BYTES)}]})
+    # The instance first, as the job runner locks it before writing the job row; holding it, a second answer to
+    # the same call waits here and then sees the first one's mark.
+    lock_instance(session, job.instance_id)
+    session.refresh(job)
     # A call is answered once: the address stays valid for days, and a process that waits for the same message
     # again (a loop, a second call) must not take an old or replayed answer as the answer to the new call.
     if job.payload.get("answered_at") or not deliver_to(

@@ -21,7 +21,7 @@ from SpiffWorkflow.exceptions import SpiffWorkflowException
 from SpiffWorkflow.specs.Join import Join
 from SpiffWorkflow.util.task import TaskState
 from sqlalchemy import bindparam, delete, exists, select, update
-from sqlalchemy.orm import Session, aliased, undefer
+from sqlalchemy.orm import Session, undefer
 
 from . import audit, calendar
 from .assignment import Context, parse_rule, resolve
@@ -39,15 +39,18 @@ MAX_AUTOMATIC_ROUNDS = 50  # approver rules may complete tasks that lead to more
 TIMER_EVENTS = ("DurationTimerEventDefinition", "TimeDateEventDefinition", "CycleTimerEventDefinition")
 
 
+# Are added signers still to sign a task? Asked whenever a step opens through a task (every completion).
+_SIGNERS_WAITING = select(exists().where(HumanTask.parent_task_id == bindparam("task_id"),
+                                         HumanTask.state.in_(("open", "planned"))))
+
+
 @lru_cache(maxsize=8)
 def _lock_statement(row_lock: bool, skip_locked: bool, by_task: bool):
     """The locking SELECT, built once per variant (building it costs more than SQLAlchemy's compiled cache
     saves); the instance id or task id is its one parameter, ``key``."""
-    if by_task:  # with the task, whether added signers are still to sign it (asked on every completion)
-        signer = aliased(HumanTask)
-        waiting = exists().where(signer.parent_task_id == HumanTask.id, signer.state.in_(("open", "planned")))
-        stmt = (select(ProcessInstance, HumanTask, waiting.label("signers_waiting"))
-                .join(HumanTask, HumanTask.instance_id == ProcessInstance.id).where(HumanTask.id == bindparam("key")))
+    if by_task:
+        stmt = (select(ProcessInstance, HumanTask).join(HumanTask, HumanTask.instance_id == ProcessInstance.id)
+                .where(HumanTask.id == bindparam("key")))
     else:
         stmt = select(ProcessInstance).where(ProcessInstance.id == bindparam("key"))
     stmt = stmt.options(undefer(ProcessInstance.state))
@@ -61,8 +64,9 @@ def lock_instance(session: Session, instance_id: int | None, skip_locked: bool =
     """Load an instance for writing: row lock on PostgreSQL; on SQLite the IMMEDIATE transaction already
     serialises writers and the version column catches anything stale.
 
-    With ``task_id`` the instance is found through its task, and (instance, task, signers waiting) is
-    returned, both rows locked: a concurrent writer's changes to either are seen once the lock is ours."""
+    With ``task_id`` the instance is found through its task, and (instance, task) is returned, both
+    locked: a concurrent writer's changes to either are seen once the lock is ours (only to those two rows:
+    on PostgreSQL the rest of the statement reads as of its start, so read other rows afterwards)."""
     stmt = _lock_statement(session.bind.dialect.name == "postgresql", skip_locked, task_id is not None)
     result = session.execute(stmt, {"key": task_id if task_id is not None else instance_id}).first()
     if task_id is not None:
@@ -176,9 +180,11 @@ class Step:
             if skip_locked:
                 return None
             raise NotFound(f"process instance {instance_id or 'of task ' + str(task_id)} does not exist")
-        instance, task_row, signers_waiting = found if task_id is not None else (found, None, False)
+        instance, task_row = found if task_id is not None else (found, None)
         step = cls(session, config, instance, actor)
-        step.task_row, step.signers_waiting = task_row, signers_waiting
+        step.task_row = task_row
+        if task_row is not None:  # a statement of its own: signers added by whoever held the lock before us count
+            step.signers_waiting = session.connection().scalar(_SIGNERS_WAITING, {"task_id": task_row.id})
         step.workflow = state_from_json(instance.state, step.version.spec, step.version.subprocess_specs,
                                         lambda: step.version.spec_json)
         step.workflow.script_engine = step.engine
@@ -186,7 +192,8 @@ class Step:
                             for t in step.workflow.get_tasks(state=TaskState.READY, manual=True)}
         # Added signers belong to some open task; with only the opened task open and none waiting on it,
         # the rows this step creates are all the instance's open tasks afterwards.
-        step.only_task_open = task_row is not None and not signers_waiting and set(step.open_before) == {task_row.id}
+        step.only_task_open = (task_row is not None and not step.signers_waiting
+                               and set(step.open_before) == {task_row.id})
         return step
 
     @classmethod

@@ -224,7 +224,7 @@ def _check_references(session: Session, user: User, form: Form, data: dict, inst
 
 
 OPEN_TASKS = "emflow.open_tasks"  # session.info key: instance id -> its open task rows after a step
-# Added signers still to come, asked when the locking SELECT says there are some; built once.
+# Added signers still to come, loaded when the step found that there are some; built once.
 _WAITING_SIGNERS = select(HumanTask).where(HumanTask.parent_task_id == bindparam("task_id"),
                                            HumanTask.state.in_(("open", "planned")))
 

@@ -29,6 +29,7 @@ from engine.models import (
     User,
 )
 from engine.taskconfig import TaskConfig
+from tests.concurrency import in_threads, lock_waiters
 from tests.engine.helpers import (
     assert_state_round_trips,
     bpmn,
@@ -43,6 +44,7 @@ from tests.engine.helpers import (
     only_task,
     open_tasks,
     png,
+    poll,
     start,
     view,
     workflow_data,
@@ -878,25 +880,6 @@ def test_withdraw_is_allowed_by_default_and_refused_where_switched_off(db, confi
     assert err.params["action"] == "withdraw"
 
 
-def race(calls: list) -> list:
-    """Run the calls in threads released at the same moment, each in its own session; the results or errors."""
-    barrier = threading.Barrier(len(calls))
-    results: list = [None] * len(calls)
-
-    def run(i: int) -> None:
-        barrier.wait()
-        try:
-            results[i] = calls[i]()
-        except Exception as exc:  # noqa: BLE001 - the test inspects it
-            results[i] = exc
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(calls))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
-    assert not any(thread.is_alive() for thread in threads), "a thread did not finish"
-    return results
 
 
 @pytest.mark.postgres
@@ -910,7 +893,7 @@ def test_a_withdraw_racing_the_next_steps_completion_one_wins(db, config):
         calls = {"withdraw": lambda a=a: act(db, config, "zhang.wei", operations.withdraw, a, "撤回"),
                  "approve": lambda b=b: approve(db, config, "li.na", b, opinion="同意")}
         order = sorted(calls, reverse=bool(round_no % 2))  # each side starts its thread first in turn
-        results = dict(zip(order, race([calls[name] for name in order]), strict=True))
+        results = dict(zip(order, in_threads(*[calls[name] for name in order], together=True), strict=True))
 
         lost = [name for name, r in results.items() if isinstance(r, Conflict)]
         assert len(lost) == 1, results
@@ -927,6 +910,37 @@ def test_a_withdraw_racing_the_next_steps_completion_one_wins(db, config):
         assert_state_round_trips(db, instance_id)
         assert chain_intact(db, instance_id)
     assert outcomes  # which side wins is up to the scheduler; both are consistent
+
+
+@pytest.mark.postgres
+@pytest.mark.skipif(not os.environ.get("EMFLOW_TEST_DATABASE_URL"), reason="needs EMFLOW_TEST_DATABASE_URL")
+def test_a_completion_that_waited_for_an_added_signer_waits_for_that_signer(db, config):
+    # The completion queues behind add_signers for the lock; once it has the lock it must see the new signer.
+    instance_id, b = at(db, config, "b")
+    holding, released = threading.Event(), threading.Event()
+
+    def add_and_hold():
+        with db.transaction() as s:
+            rows = operations.add_signers(s, config, load_user(s, "li.na"), b, ["wang.fang"], "after")
+            holding.set()
+            released.wait(30)
+        return rows
+
+    def complete_b():
+        holding.wait(30)
+        return approve(db, config, "li.na", b, {"note": "李娜意见"}, opinion="同意")
+
+    def watch():
+        try:
+            poll(lambda: lock_waiters(db) >= 1, timeout=30)
+        finally:
+            released.set()
+
+    added, completed, _ = in_threads(add_and_hold, complete_b, watch)
+
+    assert not isinstance(added, Exception) and not isinstance(completed, Exception), (added, completed)
+    assert task_row(db, b).pending is not None
+    assert opened(db, instance_id) == [("b", "li.na"), ("b+after", "wang.fang")]
 
 
 # -- cancel (撤销) ------------------------------------------------------------------------------------------

@@ -1,13 +1,28 @@
 """REST: connector settings, secrets, incidents (retry / skip) and callbacks from outside systems."""
 from __future__ import annotations
 
+import os
+import threading
 from datetime import timedelta
 
 import pytest
+from sqlalchemy import update
 
-from engine import clock, jobs
-from engine.models import Incident, SystemEvent
-from tests.engine.helpers import bpmn, deploy_bundle, flows, jobs_of, only_task, service_task, user_task, workflow_data
+from engine import clock, jobs, messages
+from engine.models import Incident, Job, SystemEvent
+from engine.runtime import lock_instance
+from tests.concurrency import in_threads, lock_waiters
+from tests.engine.helpers import (
+    bpmn,
+    deploy_bundle,
+    flows,
+    jobs_of,
+    only_task,
+    poll,
+    service_task,
+    user_task,
+    workflow_data,
+)
 from tests.outside import OutsideSystem
 
 PROCESS = "report_and_wait"
@@ -165,6 +180,42 @@ def test_an_answered_call_cannot_answer_the_next_one(client, api, outside, db, p
     assert second != first
     assert client.post(second, json={"message": "report.answered", "payload": {"批示": "第二次"}}).status_code == 200
     assert workflow_data(db, instance_id)["answer"]["批示"] == "第二次"
+
+
+@pytest.mark.postgres
+@pytest.mark.skipif(not os.environ.get("EMFLOW_TEST_DATABASE_URL"), reason="needs EMFLOW_TEST_DATABASE_URL")
+def test_a_callback_waits_for_the_job_runner_and_never_deadlocks_with_it(client, api, outside, db, platform_,
+                                                                         deployed):
+    # The job runner locks the instance, then writes the job row; an answer arriving meanwhile must queue behind it.
+    configure(client, api, outside)
+    instance_id = start(client, api)
+    assert run(db, platform_, instance_id) == "done"
+    token = outside.requests[0]["headers"]["x-emflow-callback"].rsplit("/", 1)[1]
+    [job_id] = [j.id for j in jobs_of(db, instance_id)]
+    holding, released = threading.Event(), threading.Event()
+
+    def runner():
+        with db.transaction() as s:
+            lock_instance(s, instance_id)
+            holding.set()
+            released.wait(30)
+            s.execute(update(Job).where(Job.id == job_id).values(updated_at=clock.now()))
+
+    def answer():
+        holding.wait(30)
+        with db.transaction() as s:
+            return messages.deliver_callback(s, platform_.config, token, "report.answered", {"批示": "收到"})
+
+    def watch():
+        try:
+            poll(lambda: lock_waiters(db) >= 1, timeout=30)
+        finally:
+            released.set()
+
+    ran, answered, _ = in_threads(runner, answer, watch)
+
+    assert ran is None and answered == instance_id, (ran, answered)
+    assert workflow_data(db, instance_id)["answer"]["批示"] == "收到"
 
 
 def test_a_callback_reaches_the_instance_once_and_forged_ones_are_refused(client, api, outside, db, platform_,
