@@ -361,10 +361,13 @@ def call(db, config: Config, registry: Registry, limiter: RateLimiter, consumer_
                 outbound = exc
         except EngineError as exc:
             refused = exc
-    if refused is not None:  # a known consumer's refused call counts in its statistics like any other
+    # A known consumer's refused call counts in its statistics like any other, except over its rate limit: a
+    # write per refused call would undo the limiter's shedding of load.
+    if refused is not None and not isinstance(refused, RateLimited):
         _log(db, service_key, operation, consumer_id, protocol, Outcome(refused.status, {
             "code": refused.code, "status": refused.status, "message": refused.message, "errors": refused.errors},
             refused.message), arguments, found, (time.perf_counter() - started) * 1000)
+    if refused is not None:
         raise refused
     try:
         if isinstance(outbound, ConnectorError):

@@ -91,6 +91,7 @@ def reject(session: Session, config: Config, user, task_id: str, opinion: str | 
     """Reject: end the instance, or return to the step named by the task's onReject."""
     step, task = _lock_open_task(session, config, user, task_id)
     _allowed(step, task, "reject")
+    _acting_for(session, user, task, on_behalf_of)  # may they act at all (403) before what they sent (422)
     ops = step.version.task_config(task.bpmn_id)
     if ops.signature == "required" and not signature:  # a decision either way: 不同意 is signed like 同意
         raise ValidationFailed("a handwritten signature is required",

@@ -253,6 +253,8 @@ class Step:
                     inst.title = value.strip()[:300]
                     self.session.execute(update(HumanTask).where(HumanTask.instance_id == inst.id)
                                          .values(instance_title=inst.title))
+                    for row in self.created_rows:  # not flushed yet: the UPDATE did not reach them
+                        row.instance_title = inst.title
             if wf.is_completed() and inst.status == "running":
                 inst.status, inst.ended_at = "completed", utcnow()
                 self.event("completed", actor=None)
