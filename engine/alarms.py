@@ -17,6 +17,12 @@ Anti-chatter: a condition must hold ``on_delay_s`` before it raises, and be clea
 test after ``engine.clock.advance``) finishes delays that end with no new reading. One open alarm per
 (point, condition): a condition that returns and comes back before closure re-activates the same alarm.
 
+Loss of monitoring: device-offline alarms come from the gateway's own status, so a gateway that goes silent as a
+whole (power cut at the plant, network down) would show nothing. Every ingest, readings or a heartbeat alike, sets
+the gateway's ``silent_due_at`` (heard + ``silent_after_s``); ``tick()`` raises one ``gateway_silent`` alarm for
+a registered, enabled gateway whose time has come, and the next ingest returns it. Both run under the gateway's row
+lock, so one silence raises once however ingests and ticks interleave.
+
 Every alarm starts an ``alarm_closure`` process; acknowledging its first task acknowledges the alarm and the
 other way round, its end closes the alarm, and a return to normal reaches it as the message ``alarm_returned``.
 """
@@ -42,9 +48,18 @@ PROCESS_KEY = "alarm_closure"
 RETURN_MESSAGE = "alarm_returned"
 ACK_TASK = "acknowledge"
 OFFLINE_GRADE = 4
+# A silent gateway blinds every point of the plant, not one device: above a device offline (四级), but below the
+# grades limits raise for a measured hazard (一级, 二级). 三级 reminds hourly and escalates after 8 hours.
+SILENT_GRADE = 3
+SILENT = "gateway_silent"
+# Heard nothing for this long: silent. The edge posts its status at least every [gateway] heartbeat (60 s by
+# default) even with no readings, so the default is five of its default intervals. A gateway with a longer
+# heartbeat needs its own Gateway.silent_after_s of at least three of them; never less than the floor.
+SILENT_AFTER_S = 300
+MIN_SILENT_AFTER_S = 60
 GRADE_NAMES = {1: "一级（红色）", 2: "二级（橙色）", 3: "三级（黄色）", 4: "四级（蓝色）"}
 CONDITION_NAMES = {"hihi": "高高报", "hi": "高报", "lo": "低报", "lolo": "低低报", "offline": "设备离线",
-                   "aggregate": "监测项综合预警"}
+                   "aggregate": "监测项综合预警", SILENT: "网关通信中断"}
 # Per grade: how often the duty person is reminded while the alarm is unacknowledged or unhandled, and after how
 # long an alarm that is still open escalates (to the city, then after as long again to the province).
 GRADE_POLICY = {1: ("PT10M", "PT30M"), 2: ("PT30M", "PT2H"), 3: ("PT1H", "PT8H"), 4: ("PT4H", "PT24H")}
@@ -223,6 +238,40 @@ class Evaluator:
         record(self.session, "raised", alarm, at=now, gateway=gateway.code, device=device.name)
         self.raised.append(alarm)
 
+    def heard(self, gateway: Gateway, now: datetime) -> None:
+        """The gateway was heard (readings or a heartbeat; the caller holds its row lock): its silence is due again
+        ``silent_after`` from now, and the alarm of the silence that just ended returns to normal."""
+        raised = gateway.silent_due_at is None  # never heard before, or its silence alarm was raised
+        gateway.silent_due_at = now + silent_after(gateway)
+        if not raised:
+            return
+        alarm = self.session.scalar(select(Alarm).where(Alarm.open_key == f"gateway:{gateway.id}:silent"))
+        if alarm is not None and alarm.active:
+            returned(self.session, self.config, alarm, now)
+
+    def silent(self, gateway: Gateway, now: datetime) -> None:
+        """The gateway's silence is due (the caller holds its row lock): raise its alarm, or raise again the one of
+        an earlier silence that is not closed yet; nothing more until the gateway is heard."""
+        gateway.silent_due_at = None
+        key = f"gateway:{gateway.id}:silent"
+        detail = {"gateway": gateway.code, "last_seen_at": _iso(gateway.last_seen_at) if gateway.last_seen_at else None,
+                  "silent_after_s": int(silent_after(gateway).total_seconds())}
+        alarm = self.session.scalar(select(Alarm).where(Alarm.open_key == key))
+        if alarm is not None:
+            if not alarm.active:
+                reactivate(self.session, alarm, now, None)
+            return
+        enterprise = self.session.get(Enterprise, gateway.enterprise_id)
+        name = gateway.code if gateway.name in ("", gateway.code) else f"{gateway.name}（{gateway.code}）"
+        alarm = Alarm(open_key=key, kind=SILENT, condition=SILENT, enterprise_id=enterprise.id,
+                      region_code=enterprise.region_code, industry=enterprise.industry or "", grade=SILENT_GRADE,
+                      state="unack", active=True, raised_at=now, activations=1,
+                      title=f"{enterprise.name} {name} {CONDITION_NAMES[SILENT]}"[:300])
+        self.session.add(alarm)
+        self.session.flush()
+        record(self.session, "raised", alarm, at=now, grade=SILENT_GRADE, **detail)
+        self.raised.append(alarm)
+
     def aggregate(self, item_id: int, now: datetime) -> None:
         """Apply the aggregation rules to one monitored item: raise, escalate or return the item's alarm."""
         item = self.session.get(MonitoredItem, item_id)
@@ -266,6 +315,11 @@ class Evaluator:
         for alarm in self.raised:
             start_closure(self.session, self.config, alarm)
         self.raised.clear()
+
+
+def silent_after(gateway: Gateway) -> timedelta:
+    """How long the gateway may stay unheard before its silence alarm: its own setting or the platform default."""
+    return timedelta(seconds=max(MIN_SILENT_AFTER_S, gateway.silent_after_s or SILENT_AFTER_S))
 
 
 def reactivate(session: Session, alarm: Alarm, now: datetime, value: float | None) -> None:
@@ -503,25 +557,34 @@ def set_mode(session: Session, user, point_id: int, mode: str, on: bool, reason:
 
 
 def tick(session: Session, config: Config, now: datetime | None = None, limit: int = 1000) -> int:
-    """Finish delays and shelves that ended by now, for points with no new reading; returns the points handled."""
+    """Finish delays and shelves that ended by now, for points with no new reading, and raise the alarms of gateways
+    silent past their threshold; returns the points and gateways handled."""
     now = now or clock.now()
     due = select(Point).where(Point.eval_due_at <= now).order_by(Point.eval_due_at, Point.id).limit(limit)
-    gateway_ids = sorted(set(session.scalars(due.with_only_columns(Point.gateway_id))))
+    silent = select(Gateway).where(Gateway.silent_due_at <= now, Gateway.enabled.is_(True)) \
+        .order_by(Gateway.silent_due_at, Gateway.id).limit(limit)
+    point_gateways = set(session.scalars(due.with_only_columns(Point.gateway_id)))
+    silent_ids = set(session.scalars(silent.with_only_columns(Gateway.id)))
+    gateway_ids = sorted(point_gateways | silent_ids)
     if not gateway_ids:
         return 0
-    # An ingest evaluates its points under its gateway's row lock: taking the same locks (in id order, so ticks never
-    # deadlock each other; an ingest holds just one) makes this wait for an ingest in flight. The points are read
-    # again afterwards, as that ingest left them, and may no longer be due. SQLite ignores FOR UPDATE; its writers
-    # are serialised anyway.
+    # An ingest evaluates its points and moves its gateway's silence under that gateway's row lock: taking the same
+    # locks (in id order, so ticks never deadlock each other; an ingest holds just one) makes this wait for an ingest
+    # in flight. Points and gateways are read again afterwards, as that ingest left them, and may no longer be due.
+    # SQLite ignores FOR UPDATE; its writers are serialised anyway.
     session.execute(select(Gateway.id).where(Gateway.id.in_(gateway_ids)).order_by(Gateway.id).with_for_update())
-    points = list(session.scalars(due.where(Point.gateway_id.in_(gateway_ids))
-                                  .execution_options(populate_existing=True)))
+    points = list(session.scalars(due.where(Point.gateway_id.in_(sorted(point_gateways)))
+                                  .execution_options(populate_existing=True))) if point_gateways else []
+    gateways = list(session.scalars(silent.where(Gateway.id.in_(sorted(silent_ids)))
+                                    .execution_options(populate_existing=True))) if silent_ids else []
     evaluator = Evaluator(session, config)
     for point in points:
         evaluator.due(point, now)
+    for gateway in gateways:
+        evaluator.silent(gateway, now)
     session.flush()
     evaluator.start_processes()
-    return len(points)
+    return len(points) + len(gateways)
 
 
 # -- lists and figures -------------------------------------------------------------------------------------------

@@ -229,7 +229,7 @@ def scheduler_pass(db: Database, config: Config, registry: Registry) -> None:
     from .oa import poll_due
     from .operations import handle_timeouts
 
-    def alarm_delays():  # on/off-delays that end without a new reading, and shelving that expires
+    def alarm_delays():  # on/off-delays that end without a new reading, shelving that expires, silent gateways
         with db.transaction() as s:
             alarms.tick(s, config)
 

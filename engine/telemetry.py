@@ -124,6 +124,7 @@ def ingest(session: Session, config: Config, gateway: Gateway, body) -> dict:
     for point_id, batch in by_point.items():
         evaluator.readings(by_id[point_id], batch)
     gateway.last_seen_at = now
+    evaluator.heard(gateway, now)  # readings or a heartbeat alike: the gateway is not silent
     if status is not None:
         gateway.health = status
         devices = status.get("devices")

@@ -24,6 +24,11 @@ class Gateway(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     last_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     health: Mapped[dict | None] = mapped_column(JSONType)  # the last status block the gateway sent
+    # Loss of monitoring (engine.alarms): heard nothing, readings or heartbeat, for silent_after_s (None: the platform
+    # default) raises the gateway's silence alarm. silent_due_at is when that happens unless the gateway is heard
+    # before: set by every ingest, None before the first and while the alarm of the current silence stands.
+    silent_after_s: Mapped[int | None] = mapped_column(Integer)
+    silent_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
 
 
 class MonitoredItem(Base):
@@ -107,19 +112,20 @@ class Reading(Base):
 
 
 class Alarm(Base):
-    """One alarm occurrence of a point's condition (hihi/hi/lo/lolo), a device going offline, or an item's aggregate.
+    """One alarm occurrence of a point's condition (hihi/hi/lo/lolo), a device going offline, an item's aggregate,
+    or a whole gateway gone silent (loss of monitoring).
 
     ``state`` (ISA-18.2): unack (active, unacknowledged) → ack → rtn (returned, acknowledged, handling goes on);
     unack → rtn_unack (returned before anyone acknowledged) → rtn; any → closed. ``open_key`` is set while the
-    alarm is not closed, and unique: one open alarm per (point, condition)."""
+    alarm is not closed, and unique: one open alarm per (point, condition), device, item or gateway."""
 
     __tablename__ = "alarm"
     __table_args__ = (Index("ix_alarm_region_raised", "region_code", "raised_at"),
                       Index("ix_alarm_enterprise_raised", "enterprise_id", "raised_at"))
     id: Mapped[int] = mapped_column(primary_key=True)
     open_key: Mapped[str | None] = mapped_column(String(80), unique=True)
-    kind: Mapped[str] = mapped_column(String(16))  # limit | offline | aggregate
-    condition: Mapped[str] = mapped_column(String(16))  # hihi | hi | lo | lolo | offline | aggregate
+    kind: Mapped[str] = mapped_column(String(16))  # limit | offline | aggregate | gateway_silent
+    condition: Mapped[str] = mapped_column(String(16))  # hihi | hi | lo | lolo | offline | aggregate | gateway_silent
     point_id: Mapped[int | None] = mapped_column(ForeignKey("point.id", ondelete="SET NULL"), index=True)
     device_id: Mapped[int | None] = mapped_column(ForeignKey("device.id", ondelete="SET NULL"), index=True)
     item_id: Mapped[int | None] = mapped_column(ForeignKey("monitored_item.id", ondelete="SET NULL"), index=True)

@@ -7,8 +7,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from engine import clock
-from tests.engine.alarm_helpers import LEVEL, Edge, open_alarms, point, point_events, register
+from engine import alarms, clock
+from tests.engine.alarm_helpers import LEVEL, Edge, all_alarms, open_alarms, point, point_events, register, tick
 
 
 def raise_alarm(db, config):
@@ -173,3 +173,22 @@ def test_users_who_may_not_manage_the_point_get_no_forms_and_forged_posts_change
     assert NOT_FOUND_FLASH in page
     assert point(db, alarm.point_id).shelved_until == until
     assert [kind for kind, _, _ in point_trail(db, alarm.point_id)] == ["shelved"]
+
+
+# -- a gateway gone silent (loss of monitoring) --------------------------------------------------------------------
+def test_a_silent_gateway_alarm_is_listed_and_shown_with_its_label_in_scope(web, client, db, config):
+    token, _ = register(db, [LEVEL])
+    Edge(db, config, token).post([])  # a heartbeat, then nothing
+    clock.advance(timedelta(seconds=alarms.SILENT_AFTER_S + 1))
+    tick(db, config)
+    [alarm] = all_alarms(db)
+    for username in ("huang.jian", "qiye.hg001"):  # the county regulator, the plant's duty person
+        web.login(username)
+        page = client.get("/alarms").get_data(as_text=True)
+        assert alarm.title in page and "网关通信中断" in page and "gateway_silent" not in page and "grade-3" in page
+        page = client.get(f"/alarms/{alarm.id}").get_data(as_text=True)
+        assert "网关通信中断" in page and "gateway_silent" not in page and "未确认" in page
+        assert "<polyline" not in page and f'action="/alarms/{alarm.id}/shelve"' not in page  # no point, no chart
+    web.login("zhao.min")
+    assert alarm.title not in client.get("/alarms").get_data(as_text=True)
+    assert client.get(f"/alarms/{alarm.id}").status_code == 404

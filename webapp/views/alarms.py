@@ -25,7 +25,8 @@ GRADES = {1: _l("Grade 1 (red)"), 2: _l("Grade 2 (orange)"), 3: _l("Grade 3 (yel
 STATES = {"unack": _l("Unacknowledged"), "ack": _l("Acknowledged"), "rtn_unack": _l("Returned, unacknowledged"),
           "rtn": _l("Returned"), "closed": _l("Closed")}
 CONDITIONS = {"hihi": _l("High-high"), "hi": _l("High"), "lo": _l("Low"), "lolo": _l("Low-low"),
-              "offline": _l("Device offline"), "aggregate": _l("Monitored item")}
+              "offline": _l("Device offline"), "aggregate": _l("Monitored item"),
+              "gateway_silent": _l("Gateway communication lost")}
 EVENTS = {"raised": _l("Alarm raised"), "reactivated": _l("Raised again"), "acknowledged": _l("Acknowledged"),
           "returned": _l("Returned to normal"), "closed": _l("Closed"), "grade_raised": _l("Grade raised"),
           "process_started": _l("Handling process started"), "process_not_started": _l("No duty person: no process"),
