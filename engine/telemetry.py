@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from . import clock
 from .alarms import Evaluator
 from .config import Config
-from .errors import Forbidden, NotFound, ValidationFailed
+from .errors import AuthenticationFailed, Forbidden, NotFound, ValidationFailed
 from .models import Enterprise
 from .models.monitoring import Device, Gateway, Point, Reading
 from .org import Scope
@@ -92,7 +92,10 @@ def ingest(session: Session, config: Config, gateway: Gateway, body) -> dict:
     # Every ingest updates its gateway's row, so two ingests of one gateway (a batch resent while the first delivery
     # is still in flight) never commit side by side anyway. Taking that row lock first costs no concurrency and lets
     # this one read its points (latest and evaluated seq, alarm state) as the other left them.
+    token_hash = gateway.token_hash
     session.refresh(gateway, with_for_update=True)
+    if not gateway.enabled or gateway.token_hash != token_hash:  # disabled or its credential rotated meanwhile
+        raise AuthenticationFailed("unknown or disabled gateway credential", code="gateway_token_invalid")
     now = clock.now()
     names = {r["point"] for r in readings}
     points = {p.name: p for chunk in _chunks(sorted(names)) for p in session.scalars(

@@ -14,10 +14,11 @@ import pytest
 from sqlalchemy import func, select
 
 from engine import clock, monitoring, telemetry
-from engine.models.monitoring import Alarm, AlarmEvent, Point, Reading
+from engine.errors import AuthenticationFailed
+from engine.models.monitoring import Alarm, AlarmEvent, Gateway, Point, Reading
 from tests.concurrency import in_threads, lock_waiters
 from tests.engine.alarm_helpers import LEVEL, Edge, point, register, tick, update_point
-from tests.engine.helpers import poll
+from tests.engine.helpers import load_user, poll
 
 pytestmark = [
     pytest.mark.postgres,
@@ -110,6 +111,21 @@ def test_a_resend_waits_for_the_first_delivery_and_counts_its_readings_as_duplic
     assert stored(db) == sorted(r["id"] for r in [*first, later])
     with db.session() as s:
         assert s.scalar(select(func.sum(Alarm.activations)).where(Alarm.condition == "hihi")) == 1
+
+
+@pytest.mark.parametrize("change", ["disable", "rotate"])
+def test_a_batch_whose_gateway_is_disabled_or_rotated_after_its_credential_was_checked_is_refused(db, edge, change):
+    def meanwhile() -> None:  # another request commits between the credential check and the ingest's lock
+        with db.transaction() as s:
+            gateway = s.scalar(select(Gateway).where(Gateway.code == edge.code))
+            if change == "disable":
+                gateway.enabled = False
+            else:
+                monitoring.rotate_token(s, load_user(s, "admin"), gateway.id)
+
+    with pytest.raises(AuthenticationFailed):
+        ingest(edge, [edge.reading("plc.level", 5.0)], between=meanwhile)
+    assert stored(db) == []
 
 
 @pytest.mark.parametrize("rollback", [False, True], ids=["first-commits", "first-rolls-back"])
