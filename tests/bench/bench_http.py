@@ -30,7 +30,6 @@ import multiprocessing
 import os
 import random
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -293,15 +292,7 @@ def run_stack(args, name: str, prep: dict, tmp: Path) -> dict:
             result["pg_cpu_ms"] = pg_cpu / max(1, result["requests"]) * 1000
             results[phase] = result
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-    errors = [line for line in log.read_text(errors="replace").splitlines() if "Error" in line or "Traceback" in line] \
-        if log.exists() else []
-    results["server_errors"] = errors[:5]
+        results["server_errors"] = B.stop_server(proc, log)
     return results
 
 

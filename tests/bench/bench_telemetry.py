@@ -38,7 +38,6 @@ import os
 import pstats
 import random
 import shutil
-import signal
 import subprocess
 import tempfile
 import threading
@@ -344,15 +343,7 @@ def run_stack(args, stack: str, prep: dict, batches: Batches, tmp: Path) -> dict
         resend = {**out["fresh"]["sent"], "share": args.alarm_share}
         out["resend"] = measured(args, port, stack, prep, batches, proc.pid, table, args.alarm_share, resend)
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-    errors = [ln for ln in log.read_text(errors="replace").splitlines() if "Error" in ln or "Traceback" in ln] \
-        if log.exists() else []
-    out["server_errors"] = errors[:5]
+        out["server_errors"] = B.stop_server(proc, log)
     out["rows_total"] = count_rows(prep["url"], table)
     out["accepted_total"] = sum(out[k]["accepted"] for k in ("warmup", "fresh", "quiet", "resend") if k in out)
     return out

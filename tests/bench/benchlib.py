@@ -13,7 +13,9 @@ from __future__ import annotations
 import json
 import os
 import platform
+import signal
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Iterable
@@ -423,3 +425,15 @@ class Stopwatch:
     def __exit__(self, *exc):
         self.elapsed = time.perf_counter() - self.t0
         return False
+
+
+def stop_server(proc: subprocess.Popen, log: Path) -> list[str]:
+    """Stop a server started in its own process group; the first error lines of its log."""
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    lines = log.read_text(errors="replace").splitlines() if log.exists() else []
+    return [line for line in lines if "Error" in line or "Traceback" in line][:5]
