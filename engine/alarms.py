@@ -508,12 +508,17 @@ def may_manage(session: Session, user, point: Point) -> bool:
     return True
 
 
+def _lock_gateways(session: Session, gateway_ids: list[int]) -> None:
+    """Row-lock gateways in id order, as ingest locks its one: what changes their points waits for the others."""
+    session.execute(select(Gateway.id).where(Gateway.id.in_(gateway_ids)).order_by(Gateway.id).with_for_update())
+
+
 def _locked_point(session: Session, point_id: int) -> Point:
     """The point, read under its gateway's row lock: ingest and tick change points only while holding it."""
     gateway_id = session.scalar(select(Point.gateway_id).where(Point.id == point_id))
     if gateway_id is None:
         raise NotFound(f"point {point_id} not found")
-    session.execute(select(Gateway.id).where(Gateway.id == gateway_id).with_for_update())
+    _lock_gateways(session, [gateway_id])
     return session.scalars(select(Point).where(Point.id == point_id)
                            .execution_options(populate_existing=True)).one()
 
@@ -572,7 +577,7 @@ def tick(session: Session, config: Config, now: datetime | None = None, limit: i
     # locks (in id order, so ticks never deadlock each other; an ingest holds just one) makes this wait for an ingest
     # in flight. Points and gateways are read again afterwards, as that ingest left them, and may no longer be due.
     # SQLite ignores FOR UPDATE; its writers are serialised anyway.
-    session.execute(select(Gateway.id).where(Gateway.id.in_(gateway_ids)).order_by(Gateway.id).with_for_update())
+    _lock_gateways(session, gateway_ids)
     points = list(session.scalars(due.where(Point.gateway_id.in_(sorted(point_gateways)))
                                   .execution_options(populate_existing=True))) if point_gateways else []
     gateways = list(session.scalars(silent.where(Gateway.id.in_(sorted(silent_ids)))

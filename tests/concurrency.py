@@ -6,6 +6,8 @@ from collections.abc import Callable
 
 from sqlalchemy import text
 
+from tests.engine.helpers import poll
+
 
 def in_threads(*calls: Callable[[], object], together: bool = False, timeout: float = 60.0) -> list[object]:
     """Run the calls in threads (``together``: released at the same moment); each result is the call's value
@@ -35,3 +37,12 @@ def lock_waiters(db) -> int:
     with db.session() as s:
         return s.scalar(text("SELECT count(*) FROM pg_stat_activity "
                              "WHERE datname = current_database() AND wait_event_type = 'Lock'"))
+
+
+def release_when_waiting(db, release: threading.Event) -> None:
+    """Set ``release`` once a backend of this database waits for a lock (at the latest after 30 s, so a test that
+    went wrong still ends)."""
+    try:
+        poll(lambda: lock_waiters(db) >= 1, timeout=30)
+    finally:
+        release.set()

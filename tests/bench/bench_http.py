@@ -405,11 +405,7 @@ def main() -> None:
         done_server = server_side_completions(prep["url"])
         breakdown = inprocess_breakdown(prep, tmp, 30 if args.quick else 100)
     finally:
-        if not args.keep:
-            B.drop_db(DB_NAME)
-            shutil.rmtree(tmp, ignore_errors=True)
-        else:
-            print(f"kept {DB_NAME} and {tmp}")
+        B.clean_up(args.keep, DB_NAME, tmp)
 
     e, b = results["emflow"], results["bare"]
     print()

@@ -37,7 +37,6 @@ import multiprocessing
 import os
 import pstats
 import random
-import shutil
 import subprocess
 import tempfile
 import threading
@@ -573,11 +572,7 @@ def main() -> None:
         breakdown = inprocess(args, prep, batches, tmp, args.profile_batches)
         print(f"  in-process measurements done (load average {B.loadavg()})", flush=True)
     finally:
-        if not args.keep:
-            B.drop_db(DB_NAME)
-            shutil.rmtree(tmp, ignore_errors=True)
-        else:
-            print(f"kept {DB_NAME} and {tmp}")
+        B.clean_up(args.keep, DB_NAME, tmp)
 
     e, b = results["emflow"], results["bare"]
     print()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shutil
 import signal
 import statistics
 import subprocess
@@ -437,3 +438,12 @@ def stop_server(proc: subprocess.Popen, log: Path) -> list[str]:
         proc.wait()
     lines = log.read_text(errors="replace").splitlines() if log.exists() else []
     return [line for line in lines if "Error" in line or "Traceback" in line][:5]
+
+
+def clean_up(keep: bool, db_name: str, folder: Path) -> None:
+    """Drop the scratch database and the work folder, unless told to keep them (then say where they are)."""
+    if keep:
+        print(f"kept {db_name} and {folder}")
+        return
+    drop_db(db_name)
+    shutil.rmtree(folder, ignore_errors=True)

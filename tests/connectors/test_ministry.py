@@ -20,7 +20,7 @@ from engine.connectors import EngineContext
 from engine.models import MessageSubscription, SystemEvent
 from engine.models.integration import MinistryInstruction
 from engine.runtime import correlation_key
-from tests.concurrency import in_threads, lock_waiters
+from tests.concurrency import in_threads, release_when_waiting
 from tests.engine.helpers import (
     assert_state_round_trips,
     bpmn,
@@ -32,7 +32,6 @@ from tests.engine.helpers import (
     load_user,
     only_task,
     open_tasks,
-    poll,
     service_task,
     start,
     user_task,
@@ -343,13 +342,8 @@ def test_a_copy_arriving_during_the_first_delivery_waits_for_its_outcome(db, con
         assert delivering.wait(30)
         return post(db, config, body)
 
-    def watch() -> None:
-        try:
-            poll(lambda: lock_waiters(db) >= 1, timeout=30)  # the copy waits on the first one's row
-        finally:
-            release.set()
-
-    first, copy, _ = in_threads(lambda: post(db, config, body, after=hold), second, watch)
+    first, copy, _ = in_threads(lambda: post(db, config, body, after=hold), second,
+                                lambda: release_when_waiting(db, release))
 
     if rollback:
         assert isinstance(first, RuntimeError) and copy == {"delivered": [instance_id]}

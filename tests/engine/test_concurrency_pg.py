@@ -8,11 +8,10 @@ import os
 import threading
 
 import pytest
-from sqlalchemy import text
 
 from engine import audit, jobs, tasks
 from engine.errors import Conflict
-from tests.concurrency import in_threads
+from tests.concurrency import in_threads, release_when_waiting
 from tests.engine.helpers import (
     assert_state_round_trips,
     clear_of_midnight,
@@ -23,7 +22,6 @@ from tests.engine.helpers import (
     jobs_of,
     load_user,
     only_task,
-    poll,
     review,
     sign_off,
     start_dispatch,
@@ -47,11 +45,6 @@ def complete_review(db, config, task_id: str, data: dict) -> str:
     return "completed"
 
 
-def lock_waiters(db) -> int:
-    """Backends of this database waiting for a row lock."""
-    with db.session() as s:
-        return s.scalar(text("SELECT count(*) FROM pg_stat_activity "
-                             "WHERE datname = current_database() AND wait_event_type = 'Lock'"))
 
 
 def assert_consistent(db, instance_id: int, review_id: str) -> None:
@@ -107,9 +100,8 @@ def test_the_second_completion_waits_for_the_first_then_conflicts(db, config):
     t2 = threading.Thread(target=second)
     t2.start()
     try:
-        poll(lambda: lock_waiters(db) >= 1, timeout=30)
+        release_when_waiting(db, release)
     finally:
-        release.set()
         t1.join(30)
         t2.join(30)
 

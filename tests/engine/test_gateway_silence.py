@@ -19,7 +19,7 @@ from engine import alarms, clock, monitoring, schema, telemetry
 from engine.errors import NotFound
 from engine.models import Notification, User
 from engine.models.monitoring import Alarm, AlarmEvent, Gateway
-from tests.concurrency import in_threads, lock_waiters
+from tests.concurrency import in_threads, release_when_waiting
 from tests.engine.alarm_helpers import LEVEL, Edge, add_enterprise, alarm, register, tick, trail
 from tests.engine.helpers import (
     claim,
@@ -27,7 +27,6 @@ from tests.engine.helpers import (
     instance,
     load_user,
     open_tasks,
-    poll,
     run_jobs,
     workflow_data,
 )
@@ -304,13 +303,7 @@ def held(first: Callable[[Callable[[], None]], object], then: Callable[[], objec
         assert reached.wait(30)
         return then()
 
-    def watch() -> None:
-        try:
-            poll(lambda: lock_waiters(db) >= 1, timeout=30)
-        finally:
-            release.set()
-
-    return in_threads(lambda: first(hold), second, watch)[:2]
+    return in_threads(lambda: first(hold), second, lambda: release_when_waiting(db, release))[:2]
 
 
 @on_postgres

@@ -29,7 +29,7 @@ from engine.models import (
     User,
 )
 from engine.taskconfig import TaskConfig
-from tests.concurrency import in_threads, lock_waiters
+from tests.concurrency import in_threads, release_when_waiting
 from tests.engine.helpers import (
     assert_state_round_trips,
     bpmn,
@@ -44,7 +44,6 @@ from tests.engine.helpers import (
     only_task,
     open_tasks,
     png,
-    poll,
     start,
     view,
     workflow_data,
@@ -930,13 +929,7 @@ def test_a_completion_that_waited_for_an_added_signer_waits_for_that_signer(db, 
         holding.wait(30)
         return approve(db, config, "li.na", b, {"note": "李娜意见"}, opinion="同意")
 
-    def watch():
-        try:
-            poll(lambda: lock_waiters(db) >= 1, timeout=30)
-        finally:
-            released.set()
-
-    added, completed, _ = in_threads(add_and_hold, complete_b, watch)
+    added, completed, _ = in_threads(add_and_hold, complete_b, lambda: release_when_waiting(db, released))
 
     assert not isinstance(added, Exception) and not isinstance(completed, Exception), (added, completed)
     assert task_row(db, b).pending is not None

@@ -16,9 +16,9 @@ from sqlalchemy import func, select
 from engine import clock, monitoring, telemetry
 from engine.errors import AuthenticationFailed
 from engine.models.monitoring import Alarm, AlarmEvent, Gateway, Point, Reading
-from tests.concurrency import in_threads, lock_waiters
+from tests.concurrency import in_threads, release_when_waiting
 from tests.engine.alarm_helpers import LEVEL, Edge, point, register, tick, update_point
-from tests.engine.helpers import load_user, poll
+from tests.engine.helpers import load_user
 
 pytestmark = [
     pytest.mark.postgres,
@@ -58,14 +58,7 @@ def while_held(edge: Edge, readings: list[dict], then: Callable[[], dict], rollb
         assert inserted.wait(30)
         return then()
 
-    def watch() -> dict:
-        try:
-            poll(lambda: lock_waiters(edge.db) >= 1, timeout=30)
-        finally:
-            release.set()
-        return {}
-
-    return in_threads(first, second, watch)[:2]
+    return in_threads(first, second, lambda: release_when_waiting(edge.db, release))[:2]
 
 
 def stored(db) -> list[str]:

@@ -11,14 +11,13 @@ from sqlalchemy import update
 from engine import clock, jobs, messages
 from engine.models import Incident, Job, SystemEvent
 from engine.runtime import lock_instance
-from tests.concurrency import in_threads, lock_waiters
+from tests.concurrency import in_threads, release_when_waiting
 from tests.engine.helpers import (
     bpmn,
     deploy_bundle,
     flows,
     jobs_of,
     only_task,
-    poll,
     service_task,
     user_task,
     workflow_data,
@@ -206,13 +205,7 @@ def test_a_callback_waits_for_the_job_runner_and_never_deadlocks_with_it(client,
         with db.transaction() as s:
             return messages.deliver_callback(s, platform_.config, token, "report.answered", {"批示": "收到"})
 
-    def watch():
-        try:
-            poll(lambda: lock_waiters(db) >= 1, timeout=30)
-        finally:
-            released.set()
-
-    ran, answered, _ = in_threads(runner, answer, watch)
+    ran, answered, _ = in_threads(runner, answer, lambda: release_when_waiting(db, released))
 
     assert ran is None and answered == instance_id, (ran, answered)
     assert workflow_data(db, instance_id)["answer"]["批示"] == "收到"
