@@ -54,7 +54,8 @@ def record(session: Session, instance: ProcessInstance, kind: str, actor: User |
     session.info.setdefault(_PENDING, []).append(row)
 
 
-def _write_pending(session: Session) -> None:
+def write_pending(session: Session) -> None:
+    """Write the events recorded since the last flush (a flush does it too)."""
     events = session.info.pop(_PENDING, None)
     if events:
         session.connection().execute(insert(InstanceEvent.__table__), events)
@@ -62,7 +63,7 @@ def _write_pending(session: Session) -> None:
 
 @event.listens_for(Session, "after_flush")
 def _after_flush(session: Session, _context) -> None:
-    _write_pending(session)
+    write_pending(session)
 
 
 @event.listens_for(Session, "before_commit")
@@ -70,7 +71,7 @@ def _before_commit(session: Session) -> None:
     # Normally the flush writes them; this covers a session with nothing else left to flush.
     if session.info.get(_PENDING):
         session.flush()
-        _write_pending(session)
+        write_pending(session)
 
 
 @event.listens_for(Session, "after_soft_rollback")

@@ -23,7 +23,7 @@ from SpiffWorkflow.util.task import TaskState
 from sqlalchemy import bindparam, delete, exists, select, update
 from sqlalchemy.orm import Session, undefer
 
-from . import audit, calendar
+from . import audit, calendar, rowwrites
 from .assignment import Context, parse_rule, resolve
 from .bpmn.compact import compact
 from .bpmn.scripting import ScriptEngine
@@ -31,6 +31,7 @@ from .bpmn.serializer import state_from_json, state_to_json
 from .config import Config
 from .errors import Conflict, NotFound, ScriptError
 from .models import HumanTask, Job, MessageSubscription, ProcessInstance, Role, TaskCandidate, User, UserRole, utcnow
+from .models.monitoring import alarms_follow_processes
 from .org import leader_of
 from .versions import VERSIONS, VersionRuntime
 
@@ -162,6 +163,7 @@ class Step:
         self.signers_waiting = False  # does that task wait for added signers?
         self.only_task_open = False  # was it the instance's only open task?
         self.created_rows: list[HumanTask] = []
+        self._unwritten: list[HumanTask] = []  # created rows the next save inserts
         # Human tasks open when the step began (their rows exist) and those the caller closed itself:
         # comparing them with the READY tasks afterwards tells which rows to create or cancel, no query needed.
         self.open_before: dict[str, tuple[str, str]] = {}
@@ -237,10 +239,18 @@ class Step:
 
     # -- persistence ---------------------------------------------------------------------------
     def save(self) -> None:
-        """Write everything that follows from the workflow's new state, in one flush at the end."""
+        """Write everything that follows from the workflow's new state: the step's own rows with Core
+        statements, the rest in one flush, then the audit events."""
         with self.session.no_autoflush:
             self._save()
+        alarms_follow_processes(self.session)  # sees the step's rows as dirty only until they are written
+        rows, self._unwritten = self._unwritten, []
+        rowwrites.insert_new(self.session, rows)
+        if self.task_row is not None:
+            rowwrites.update_changed(self.session, self.task_row)
+        rowwrites.update_changed(self.session, self.instance)
         self.session.flush()
+        audit.write_pending(self.session)
 
     def _save(self) -> None:
         wf, inst = self.workflow, self.instance
@@ -377,8 +387,8 @@ class Step:
             row.assignee_id = users[0]
             assignees = [names.get(users[0], "")]
             users = []
-        self.session.add(row)
         self.created_rows.append(row)
+        self._unwritten.append(row)
         self.session.add_all([TaskCandidate(task_id=row.id, user_id=uid) for uid in users] +
                              [TaskCandidate(task_id=row.id, group_id=gid) for gid in groups])
         self.event("task_created", actor=None, task_id=row.id, bpmn_id=row.bpmn_id, task_name=row.name,

@@ -180,10 +180,15 @@ class AggregationRule(Base):
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
 
 
-@event.listens_for(Session, "before_flush")
-def _alarms_follow_processes(session, flush_context, instances):
-    """Acknowledging or ending an alarm_closure process updates its alarm (see engine.alarms.sync_from_flush)."""
+def alarms_follow_processes(session) -> None:
+    """Acknowledging or ending an alarm_closure process updates its alarm (see engine.alarms.sync_from_flush).
+    Runs before every flush, and before a step writes its own rows with Core (engine.runtime.Step.save)."""
     if any(type(o).__name__ in ("HumanTask", "ProcessInstance") for o in session.dirty):
         from ..alarms import sync_from_flush
 
         sync_from_flush(session)
+
+
+@event.listens_for(Session, "before_flush")
+def _before_flush(session, flush_context, instances):
+    alarms_follow_processes(session)
