@@ -295,6 +295,7 @@ def add_signers(session: Session, config: Config, user, task_id: str, usernames:
         )
         session.add(row)
         rows.append(row)
+    task.has_signers = True
     if position == "before":
         task.blocked = True
     step.event("signers_added", task_id=task.id, bpmn_id=task.bpmn_id, task_name=task.name, opinion=opinion,

@@ -40,7 +40,7 @@ MAX_AUTOMATIC_ROUNDS = 50  # approver rules may complete tasks that lead to more
 TIMER_EVENTS = ("DurationTimerEventDefinition", "TimeDateEventDefinition", "CycleTimerEventDefinition")
 
 
-# Are added signers still to sign a task? Asked whenever a step opens through a task (every completion).
+# Are added signers still to sign a task? Asked when a step opens through a task that has had signers.
 _SIGNERS_WAITING = select(exists().where(HumanTask.parent_task_id == bindparam("task_id"),
                                          HumanTask.state.in_(("open", "planned"))))
 
@@ -185,7 +185,8 @@ class Step:
         instance, task_row = found if task_id is not None else (found, None)
         step = cls(session, config, instance, actor)
         step.task_row = task_row
-        if task_row is not None:  # a statement of its own: signers added by whoever held the lock before us count
+        if task_row is not None and task_row.has_signers:
+            # A statement of its own: signers added by whoever held the lock before us count.
             step.signers_waiting = session.connection().scalar(_SIGNERS_WAITING, {"task_id": task_row.id})
         step.workflow = state_from_json(instance.state, step.version.spec, step.version.subprocess_specs,
                                         lambda: step.version.spec_json)

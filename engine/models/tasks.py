@@ -43,6 +43,9 @@ class HumanTask(Base):
     sign_position: Mapped[str | None] = mapped_column(String(8))  # before | after | parallel
     owner_id: Mapped[int | None] = mapped_column(ForeignKey("user.id"))  # who delegated it (it comes back)
     blocked: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # Set once signers are added and never cleared: only then does a completion look for signers still to sign
+    # (the flag is on the row the completion locks, so a signer added just before is never missed).
+    has_signers: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     pending: Mapped[dict | None] = mapped_column(JSONType)  # a decision waiting for added signers
     origin_task_id: Mapped[str | None] = mapped_column(String(36))  # the task whose completion created it
     returned_from: Mapped[str | None] = mapped_column(String(128))  # the step that returned it here

@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import func, select
 
-from engine import audit, calendar, clock, instances, notifications, operations, tasks
+from engine import audit, calendar, clock, instances, notifications, operations, schema, tasks
 from engine.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from engine.models import (
     Holiday,
@@ -1579,3 +1579,18 @@ def test_the_audit_chain_verifies_after_a_sequence_of_operations(db, config):
         seq = event.seq
     with db.session() as s:
         assert audit.verify_instance(s, instance_id) == seq
+
+
+def test_signers_added_before_the_upgrade_that_flags_their_task_are_still_waited_for(db, config):
+    # Migration 0010 marks tasks that have signer rows: a completion looks for waiting signers only then.
+    instance_id, b = at(db, config, "b")
+    act(db, config, "li.na", operations.add_signers, b, ["wang.fang"], "after")
+    assert task_row(db, b).has_signers
+    schema.downgrade(config, "0009")
+    schema.upgrade(config)
+    db.dispose()  # the pools hold connections that knew the old table
+
+    assert task_row(db, b).has_signers
+    approve(db, config, "li.na", b, {"note": "李娜意见"}, opinion="同意")
+    assert task_row(db, b).pending is not None
+    assert opened(db, instance_id) == [("b", "li.na"), ("b+after", "wang.fang")]
