@@ -130,10 +130,11 @@ class Context:
     """What a rule may refer to. The initiator can be given, or loaded only if a rule asks for it."""
 
     def __init__(self, initiator: User | None = None, instance_region: str = "", data: dict[str, Any] | None = None,
-                 load_initiator: Callable[[], User | None] | None = None):
+                 load_initiator: Callable[[], User | None] | None = None, org_version: int | None = None):
         self._initiator, self._load_initiator = initiator, load_initiator
         self.instance_region = instance_region
         self.data = data if data is not None else {}
+        self.org_version = org_version  # the organisation as the caller's transaction saw it, if known
 
     @property
     def initiator(self) -> User | None:
@@ -152,24 +153,21 @@ def resolve(session: Session, rule: Rule, ctx: Context, out: Resolution | None =
     elif kind == "initiator":
         out.add_user(ctx.initiator)
     elif kind == "user":
-        out.add_user(_user_row(session, rule.args[0]))
+        out.add_user(_user_row(session, ctx, rule.args[0]))
     elif kind == "field":
         for name in _field_values(ctx, rule.args[0]):
-            out.add_user(_user_row(session, name))
+            out.add_user(_user_row(session, ctx, name))
     elif kind == "group":
-        gid = session.connection().scalar(_GROUP_ID, {"code": rule.args[0]})
+        code = rule.args[0]
+        gid = _cached(ctx, ("group", code), lambda: session.connection().scalar(_GROUP_ID, {"code": code}))
         if gid is not None and gid not in out.groups:
             out.groups.append(gid)
     elif kind == "role":
-        # Plain columns, not User objects: a role can hold many people and this runs on every task created.
-        stmt = (select(User.id, User.name, User.is_active).join(UserRole, UserRole.user_id == User.id)
-                .join(Role, Role.id == UserRole.role_id).where(Role.code == rule.args[0], User.is_active.is_(True)))
         unit, region = rule.kw("unit"), rule.kw("region")
-        if unit is not None:
-            stmt = stmt.join(Unit, Unit.id == User.unit_id).where(Unit.code == _code(unit, ctx))
-        if region is not None:
-            stmt = stmt.where(User.region_code == _region(region, ctx))
-        for user in session.execute(stmt.order_by(User.id)):
+        unit = _code(unit, ctx) if unit is not None else None
+        region = _region(region, ctx) if region is not None else None
+        for user in _cached(ctx, ("role", rule.args[0], unit, region),
+                            lambda: _role_holders(session, rule.args[0], unit, region)):
             out.add_user(user)
     elif kind == "leader":
         up = int(rule.kw("up", 0))
@@ -184,9 +182,43 @@ _USER_ROW = select(User.id, User.name, User.is_active).where(User.username == bi
 _GROUP_ID = select(Group.id).where(Group.code == bindparam("code"))
 
 
-def _user_row(session: Session, username: str):
+def _user_row(session: Session, ctx: Context, username: str):
     """(id, name, is_active) of a user, or None."""
-    return session.connection().execute(_USER_ROW, {"username": username}).first()
+    return _cached(ctx, ("user", username),
+                   lambda: session.connection().execute(_USER_ROW, {"username": username}).first())
+
+
+def _role_holders(session: Session, role: str, unit: str | None, region: str | None) -> list:
+    """(id, name, is_active) of the active holders of a role, within a unit and/or a region."""
+    # Plain columns, not User objects: a role can hold many people and this runs on every task created.
+    stmt = (select(User.id, User.name, User.is_active).join(UserRole, UserRole.user_id == User.id)
+            .join(Role, Role.id == UserRole.role_id).where(Role.code == role, User.is_active.is_(True)))
+    if unit is not None:
+        stmt = stmt.join(Unit, Unit.id == User.unit_id).where(Unit.code == unit)
+    if region is not None:
+        stmt = stmt.where(User.region_code == region)
+    return session.execute(stmt.order_by(User.id)).all()
+
+
+# Lookups of the organisation by assignment rules, kept per process for one org version (engine.models.OrgVersion):
+# (version, {key: result}); replaced whole when a step reads a newer version. Results are plain rows and ids.
+_CACHE: tuple[int | None, dict] = (None, {})
+_CACHE_LIMIT = 20_000
+
+
+def _cached(ctx: Context, key: tuple, load: Callable[[], Any]):
+    """``load()``, or its result from a lookup made under the same org version. What a step caches is at least as
+    new as the version it read, so any step that reads that version may use it."""
+    global _CACHE
+    if ctx.org_version is None:
+        return load()
+    version, results = _CACHE
+    if version != ctx.org_version or len(results) > _CACHE_LIMIT:
+        results = {}
+        _CACHE = (ctx.org_version, results)
+    if key not in results:
+        results[key] = load()
+    return results[key]
 
 
 def _field_values(ctx: Context, name: str) -> list[str]:

@@ -52,22 +52,56 @@ def _default(column):
     return default.arg({}) if default.is_callable else default.arg
 
 
-def insert_new(session: Session, rows: list) -> None:
-    """INSERT transient objects of one mapped class in one statement, then attach them as persistent."""
-    if not rows:
+def _full_row(row, columns) -> dict:
+    values = row.__dict__
+    for key, column in columns:  # what a flush would fill in: column defaults for what was never set
+        if key not in values:
+            setattr(row, key, _default(column))
+    return {key: values[key] for key, _ in columns}
+
+
+@cache
+def _upsert_statement(mapper, dialect: str):
+    """INSERT … ON CONFLICT (primary key) DO UPDATE every other column (PostgreSQL and SQLite spell it alike)."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    stmt = (postgresql if dialect == "postgresql" else sqlite).insert(mapper.local_table)
+    (pk,) = mapper.primary_key
+    return stmt.on_conflict_do_update(index_elements=[pk], set_={
+        column.name: stmt.excluded[column.name] for _, column in _columns(mapper) if column is not pk})
+
+
+def write_rows(session: Session, new: list, changed: list) -> None:
+    """Write new (transient) objects and changed persistent ones of one mapped class without a version column:
+    one INSERT, or with changed rows as well one upsert of their whole rows (they are locked or, on SQLite,
+    the writer holds the database, so what is in memory is the row plus our changes). The objects are left
+    persistent and clean. Changed objects the upsert cannot take (attributes not loaded) are UPDATEd apart."""
+    whole = [obj for obj in changed if _whole_change(obj)]
+    for obj in changed:
+        if obj not in whole:
+            update_changed(session, obj)
+    if not new and len(whole) <= 1:  # a single change: an UPDATE of the changed columns is cheaper
+        for obj in whole:
+            update_changed(session, obj)
         return
-    columns = _columns(inspect(rows[0]).mapper)
-    params = []
-    for row in rows:
-        values = row.__dict__
-        for key, column in columns:  # what a flush would fill in: column defaults for what was never set
-            if key not in values:
-                setattr(row, key, _default(column))
-        params.append({key: values[key] for key, _ in columns})
-    session.connection().execute(_insert_statement(inspect(rows[0]).mapper), params)
-    for row in rows:
+    mapper = inspect((new or whole)[0]).mapper
+    columns = _columns(mapper)
+    params = [_full_row(row, columns) for row in new] + [_full_row(obj, columns) for obj in whole]
+    stmt = _upsert_statement(mapper, session.bind.dialect.name) if whole else _insert_statement(mapper)
+    session.connection().execute(stmt, params)
+    for row in new:
         make_transient_to_detached(row)
         session.add(row)
+    for obj in whole:
+        state = inspect(obj)
+        state._commit_all(state.dict, session.identity_map)  # see update_changed
+
+
+def _whole_change(obj) -> bool:
+    """A persistent object with column changes only and every column loaded."""
+    state = inspect(obj)
+    return (state.persistent and state.modified and not state.unloaded and state.mapper.version_id_col is None
+            and bool(state.committed_state) and state.committed_state.keys() <= _keys(state.mapper))
 
 
 def update_changed(session: Session, obj) -> None:
@@ -77,23 +111,22 @@ def update_changed(session: Session, obj) -> None:
     if not state.persistent or not state.modified:
         return
     mapper = state.mapper
+    if not state.committed_state.keys() <= _keys(mapper):
+        return  # a change only the ORM knows how to write: the flush does it all
     values = state.dict
-    changed = {key: values[key] for key in state.committed_state if key in values}
-    if not changed or not changed.keys() <= _keys(mapper):
-        return  # nothing to write, or something only the ORM knows how to (it flushes it)
-    version = mapper.version_id_col
-    if version is not None:
-        current = values[version.key]
-        changed[version.key] = current + 1
-    params = {**changed, "w_pk": state.identity[0]}
-    if version is not None:
-        params["w_version"] = current
-    result = session.connection().execute(_update_statement(mapper), params)
-    if result.rowcount != 1:
-        raise Conflict(f"{mapper.class_.__name__} {state.identity[0]} was changed by someone else",
-                       code="stale")
-    if version is not None:
-        values[version.key] = current + 1
+    # committed_state holds the value each changed attribute had when loaded: skip those set to the same value.
+    changed = {key: values[key] for key, old in state.committed_state.items() if key in values and values[key] != old}
+    if changed:
+        params = {**changed, "w_pk": state.identity[0]}
+        version = mapper.version_id_col
+        if version is not None:
+            params[version.key] = values[version.key] + 1
+            params["w_version"] = values[version.key]
+        if session.connection().execute(_update_statement(mapper), params).rowcount != 1:
+            raise Conflict(f"{mapper.class_.__name__} {state.identity[0]} was changed by someone else",
+                           code="stale")
+        if version is not None:
+            values[version.key] += 1
     # What a flush does after its UPDATE: the written values become the committed state (SQLAlchemy's own
     # bookkeeping call; there is no public one that also clears the session's "modified" mark).
     state._commit_all(values, session.identity_map)

@@ -30,7 +30,18 @@ from .bpmn.scripting import ScriptEngine
 from .bpmn.serializer import state_from_json, state_to_json
 from .config import Config
 from .errors import Conflict, NotFound, ScriptError
-from .models import HumanTask, Job, MessageSubscription, ProcessInstance, Role, TaskCandidate, User, UserRole, utcnow
+from .models import (
+    HumanTask,
+    Job,
+    MessageSubscription,
+    OrgVersion,
+    ProcessInstance,
+    Role,
+    TaskCandidate,
+    User,
+    UserRole,
+    utcnow,
+)
 from .models.monitoring import alarms_follow_processes
 from .org import leader_of
 from .versions import VERSIONS, VersionRuntime
@@ -45,19 +56,33 @@ _SIGNERS_WAITING = select(exists().where(HumanTask.parent_task_id == bindparam("
                                          HumanTask.state.in_(("open", "planned"))))
 
 
+# The assignment-rule lookups cached under an org version are reused by steps that read the same version.
+_ORG_VERSION = select(OrgVersion.version).where(OrgVersion.id == 1).scalar_subquery()
+
+
 @lru_cache(maxsize=8)
 def _lock_statement(row_lock: bool, skip_locked: bool, by_task: bool):
     """The locking SELECT, built once per variant (building it costs more than SQLAlchemy's compiled cache
-    saves); the instance id or task id is its one parameter, ``key``."""
+    saves); the instance id or task id is its one parameter, ``key``. Its rows end with the org version."""
     if by_task:
-        stmt = (select(ProcessInstance, HumanTask).join(HumanTask, HumanTask.instance_id == ProcessInstance.id)
-                .where(HumanTask.id == bindparam("key")))
+        stmt = (select(ProcessInstance, HumanTask, _ORG_VERSION)
+                .join(HumanTask, HumanTask.instance_id == ProcessInstance.id).where(HumanTask.id == bindparam("key")))
     else:
-        stmt = select(ProcessInstance).where(ProcessInstance.id == bindparam("key"))
+        stmt = select(ProcessInstance, _ORG_VERSION).where(ProcessInstance.id == bindparam("key"))
     stmt = stmt.options(undefer(ProcessInstance.state))
     if row_lock:
-        stmt = stmt.with_for_update(skip_locked=skip_locked, of=(ProcessInstance, HumanTask) if by_task else None)
+        stmt = stmt.with_for_update(skip_locked=skip_locked,
+                                    of=(ProcessInstance, HumanTask) if by_task else ProcessInstance)
     return stmt.execution_options(populate_existing=True)
+
+
+def _lock(session: Session, instance_id: int | None, skip_locked: bool, task_id: str | None):
+    """(instance, task or None, org version) locked, or None."""
+    stmt = _lock_statement(session.bind.dialect.name == "postgresql", skip_locked, task_id is not None)
+    row = session.execute(stmt, {"key": task_id if task_id is not None else instance_id}).first()
+    if row is None:
+        return None
+    return tuple(row) if task_id is not None else (row[0], None, row[1])
 
 
 def lock_instance(session: Session, instance_id: int | None, skip_locked: bool = False,
@@ -68,11 +93,10 @@ def lock_instance(session: Session, instance_id: int | None, skip_locked: bool =
     With ``task_id`` the instance is found through its task, and (instance, task) is returned, both
     locked: a concurrent writer's changes to either are seen once the lock is ours (only to those two rows:
     on PostgreSQL the rest of the statement reads as of its start, so read other rows afterwards)."""
-    stmt = _lock_statement(session.bind.dialect.name == "postgresql", skip_locked, task_id is not None)
-    result = session.execute(stmt, {"key": task_id if task_id is not None else instance_id}).first()
-    if task_id is not None:
-        return tuple(result) if result is not None else None
-    return result[0] if result is not None else None
+    found = _lock(session, instance_id, skip_locked, task_id)
+    if found is None:
+        return None
+    return found[:2] if task_id is not None else found[0]
 
 
 def correlation_key(values: dict) -> str:
@@ -160,6 +184,7 @@ class Step:
         self.workflow: BpmnWorkflow | None = None
         self._initiator: User | None = None
         self.task_row: HumanTask | None = None  # the task the step was opened through, if any
+        self.org_version: int | None = None  # read with the lock: assignment lookups cached under it are current
         self.signers_waiting = False  # does that task wait for added signers?
         self.only_task_open = False  # was it the instance's only open task?
         self.created_rows: list[HumanTask] = []
@@ -177,14 +202,14 @@ class Step:
              skip_locked: bool = False, task_id: str | None = None) -> Step | None:
         """Lock and load an instance (or the instance of ``task_id``); None if skip_locked and someone
         else holds it."""
-        found = lock_instance(session, instance_id, skip_locked, task_id)
+        found = _lock(session, instance_id, skip_locked, task_id)
         if found is None:
             if skip_locked:
                 return None
             raise NotFound(f"process instance {instance_id or 'of task ' + str(task_id)} does not exist")
-        instance, task_row = found if task_id is not None else (found, None)
+        instance, task_row, org_version = found
         step = cls(session, config, instance, actor)
-        step.task_row = task_row
+        step.task_row, step.org_version = task_row, org_version
         if task_row is not None and task_row.has_signers:
             # A statement of its own: signers added by whoever held the lock before us count.
             step.signers_waiting = session.connection().scalar(_SIGNERS_WAITING, {"task_id": task_row.id})
@@ -246,9 +271,7 @@ class Step:
             self._save()
         alarms_follow_processes(self.session)  # sees the step's rows as dirty only until they are written
         rows, self._unwritten = self._unwritten, []
-        rowwrites.insert_new(self.session, rows)
-        if self.task_row is not None:
-            rowwrites.update_changed(self.session, self.task_row)
+        rowwrites.write_rows(self.session, rows, [self.task_row] if self.task_row is not None else [])
         rowwrites.update_changed(self.session, self.instance)
         self.session.flush()
         audit.write_pending(self.session)
@@ -364,7 +387,7 @@ class Step:
             row.return_to_me = self.return_info["to_me"]
         row.due_at = row.next_action_at = self._deadline(ops, task.data, now)
         ctx = Context(instance_region=self.instance.region_code, data=task.data,
-                      load_initiator=lambda: self.initiator)
+                      load_initiator=lambda: self.initiator, org_version=self.org_version)
         assignee_rule, candidates_rule = info.get("assignee"), info.get("candidates")
         resolved = resolve(self.session, parse_rule(assignee_rule), ctx) if assignee_rule else None
         offered = resolve(self.session, parse_rule(candidates_rule), ctx) if candidates_rule else None

@@ -9,7 +9,7 @@ from .bus import BusCall, BusConsumer, BusService
 from .integration import ConnectorConfig, Incident, Secret
 from .jobs import Holiday, Job, NumberAllocation, NumberSequence
 from .messaging import RateLimitHit, SmsMessage, UserChannelPref
-from .org import Enterprise, Group, GroupMember, Region, Role, Unit, User, UserRole
+from .org import Enterprise, Group, GroupMember, OrgVersion, Region, Role, Unit, User, UserRole
 from .process import MessageSubscription, ProcessInstance, ProcessModel, ProcessVersion
 from .tasks import (
     Attachment,
@@ -26,7 +26,8 @@ __all__ = [
     "Attachment", "Base", "BusCall", "BusConsumer", "BusService", "ChainHead", "ConnectorConfig", "Enterprise",
     "Group", "GroupMember", "Holiday", "HumanTask",
     "Incident", "InstanceEvent", "Job", "MessageSubscription", "Notification", "NumberAllocation", "NumberSequence",
-    "OpinionPhrase", "ProcessInstance", "ProcessModel", "ProcessVersion", "ProxyGrant", "RateLimitHit", "Region",
+    "OpinionPhrase", "OrgVersion", "ProcessInstance", "ProcessModel", "ProcessVersion", "ProxyGrant", "RateLimitHit",
+    "Region",
     "Role", "Secret", "Signature", "SmsMessage", "SystemEvent", "TaskCandidate", "TaskCopy", "Unit", "User",
     "UserChannelPref", "UserRole", "utcnow",
 ]

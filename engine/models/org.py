@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, ForeignKey, Integer, String
+from sqlalchemy import BigInteger, Boolean, ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from .base import Base, JSONType, UTCDateTime, utcnow
@@ -107,3 +107,13 @@ class GroupMember(Base):
     __tablename__ = "group_member"
     group_id: Mapped[int] = mapped_column(ForeignKey("group.id", ondelete="CASCADE"), primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("user.id", ondelete="CASCADE"), primary_key=True, index=True)
+
+
+class OrgVersion(Base):
+    """One row whose version database triggers bump on every change that assignment rules can see (users'
+    names, units, regions and activity; roles and role holders; units' codes, parents and leaders; group codes):
+    a step reads it with its instance lock and may then reuse rule lookups cached under the same version."""
+
+    __tablename__ = "org_version"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    version: Mapped[int] = mapped_column(BigInteger, default=0)

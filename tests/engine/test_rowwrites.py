@@ -1,0 +1,126 @@
+"""engine.rowwrites: the Core INSERT/UPDATE/upsert a step uses for its own rows leave the database and the session
+exactly as the ORM flush would (on SQLite and, with EMFLOW_TEST_DATABASE_URL, on PostgreSQL)."""
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from sqlalchemy import inspect, select, text
+
+from engine import rowwrites
+from engine.errors import Conflict
+from engine.models import HumanTask, ProcessInstance
+from tests.engine.helpers import DISPATCH, only_task, start
+
+
+def new_task(instance: ProcessInstance, **values) -> HumanTask:
+    return HumanTask(id=str(uuid.uuid4()), instance_id=instance.id, process_key=instance.process_key,
+                     bpmn_id="x", name="新任务", region_code=instance.region_code, **values)
+
+
+def statements(db):
+    """The SQL sent on the write engine while the block runs."""
+    from sqlalchemy import event
+
+    sent = []
+
+    def listen(_conn, _cursor, statement, *_):
+        sent.append(statement.split()[0])
+
+    event.listen(db.write_engine, "before_cursor_execute", listen)
+    return sent, lambda: event.remove(db.write_engine, "before_cursor_execute", listen)
+
+
+def test_an_update_writes_the_changed_columns_bumps_the_version_and_leaves_the_object_clean(db, config):
+    instance_id = start(db, config, "zhang.wei", DISPATCH)
+    with db.transaction() as s:
+        inst = s.get(ProcessInstance, instance_id)
+        version = inst.lock_version
+        inst.title, inst.status = "新标题", inst.status  # the status is set to what it was: not written
+        sent, stop = statements(db)
+        rowwrites.update_changed(s, inst)
+        stop()
+        assert sent == ["UPDATE"] and inst.lock_version == version + 1
+        assert not s.dirty and not inspect(inst).modified
+        inst.title = "再改"  # a later change flushes as usual
+    with db.session() as s:
+        row = s.get(ProcessInstance, instance_id)
+        assert (row.title, row.lock_version) == ("再改", version + 2)
+
+
+def test_nothing_changed_sends_nothing(db, config):
+    instance_id = start(db, config, "zhang.wei", DISPATCH)
+    with db.transaction() as s:
+        inst = s.get(ProcessInstance, instance_id)
+        inst.title = inst.title
+        sent, stop = statements(db)
+        rowwrites.update_changed(s, inst)
+        stop()
+        assert sent == [] and not s.dirty
+
+
+def test_a_stale_version_is_a_conflict_and_writes_nothing(db, config):
+    instance_id = start(db, config, "zhang.wei", DISPATCH)
+    with db.transaction() as s:
+        inst = s.get(ProcessInstance, instance_id)
+        title = inst.title
+        s.execute(text("UPDATE process_instance SET lock_version = lock_version + 1 WHERE id = :id"),
+                  {"id": instance_id})
+        inst.title = "过时的修改"
+        with pytest.raises(Conflict) as caught:
+            rowwrites.update_changed(s, inst)
+        assert caught.value.code == "stale" and caught.value.status == 409
+        s.rollback()
+    with db.session() as s:
+        assert s.get(ProcessInstance, instance_id).title == title
+
+
+def test_new_rows_get_the_column_defaults_and_become_persistent(db, config):
+    instance_id = start(db, config, "zhang.wei", DISPATCH)
+    with db.transaction() as s:
+        inst = s.get(ProcessInstance, instance_id)
+        a, b = new_task(inst, assignee_id=None, returned_from="draft"), new_task(inst)
+        rowwrites.write_rows(s, [a, b], [])
+        assert inspect(a).persistent and inspect(b).persistent and not s.new and not s.dirty
+        assert (a.state, a.kind, a.blocked, a.reminders_sent, a.has_signers) == ("open", "task", False, 0, False)
+        assert a.created_at is not None
+        b.state = "cancelled"  # a later change to a new row is flushed as usual
+    with db.session() as s:
+        rows = {r.id: r for r in s.scalars(select(HumanTask).where(HumanTask.id.in_([a.id, b.id])))}
+        assert (rows[a.id].state, rows[a.id].returned_from, rows[a.id].kind) == ("open", "draft", "task")
+        assert rows[b.id].state == "cancelled"
+
+
+def test_new_and_changed_rows_go_in_one_upsert(db, config):
+    instance_id = start(db, config, "zhang.wei", DISPATCH)
+    draft = only_task(db, instance_id).id
+    with db.transaction() as s:
+        inst = s.get(ProcessInstance, instance_id)
+        task = s.get(HumanTask, draft)
+        task.state, task.opinion = "completed", "已拟稿"
+        new = new_task(inst)
+        sent, stop = statements(db)
+        rowwrites.write_rows(s, [new], [task])
+        stop()
+        assert sent == ["INSERT"] and not s.dirty
+    with db.session() as s:
+        assert (s.get(HumanTask, draft).state, s.get(HumanTask, draft).opinion) == ("completed", "已拟稿")
+        assert s.get(HumanTask, draft).name == task.name  # the columns not changed keep their values
+        assert s.get(HumanTask, new.id).state == "open"
+
+
+def test_a_changed_row_with_columns_not_loaded_is_updated_apart(db, config):
+    instance_id = start(db, config, "zhang.wei", DISPATCH)
+    draft = only_task(db, instance_id).id
+    with db.transaction() as s:
+        inst = s.get(ProcessInstance, instance_id)
+        task = s.get(HumanTask, draft)
+        s.expire(task, ["name"])
+        task.opinion = "部分加载"
+        new = new_task(inst)
+        sent, stop = statements(db)
+        rowwrites.write_rows(s, [new], [task])
+        stop()
+        assert sorted(sent) == ["INSERT", "UPDATE"]
+    with db.session() as s:
+        assert s.get(HumanTask, draft).opinion == "部分加载" and s.get(HumanTask, new.id) is not None
