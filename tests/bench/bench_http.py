@@ -44,6 +44,7 @@ from sqlalchemy import create_engine, select, text
 from sqlalchemy.pool import NullPool
 
 DB_NAME = "emflow_bench_http"
+KEPT = 120  # emflow tasks kept for the in-process breakdown, never given to wrk
 HERE = Path(__file__).resolve().parent
 VENV_BIN = Path(sys.executable).parent
 SECRET = "bench-http-secret-key"
@@ -97,7 +98,7 @@ def prepare(args, tmp: Path) -> dict:
     user_ids = list(range(first, last + 1))
 
     # emflow: instances started through the engine, each by a random user (its 'submit' task is theirs).
-    n_emflow = args.emflow_tasks
+    n_emflow = args.emflow_tasks * args.rounds + KEPT
     owners = [rng.choice(user_ids) for _ in range(n_emflow)]
     chunks = [owners[i::2] for i in range(2)]
     ctx = multiprocessing.get_context("fork")
@@ -119,7 +120,7 @@ def prepare(args, tmp: Path) -> dict:
     with engine.begin() as conn:
         conn.execute(text("""INSERT INTO bare_instance (owner_id, state)
                              SELECT :u0 + floor(random() * :nu)::int, :state FROM generate_series(1, :n)"""),
-                     {"u0": first, "nu": len(user_ids), "state": state, "n": args.bare_tasks})
+                     {"u0": first, "nu": len(user_ids), "state": state, "n": args.bare_tasks * args.rounds})
         bare_tasks = conn.execute(text("SELECT id, owner_id FROM bare_instance ORDER BY id")).all()
     engine.dispose()
     B.analyze(url, ["user", "group_member", "process_instance", "human_task", "task_candidate", "bare_instance",
@@ -139,8 +140,6 @@ def prepare(args, tmp: Path) -> dict:
             tokens = {uid: issue_token(principal_of(s, uid)) for uid in ids}
         app.extensions["emflow"].db.dispose()
 
-    warm_e = min(len(emflow_tasks) // 5, 400)
-    warm_b = min(len(bare_tasks) // 5, 1500)
     files = {}
 
     def write(name: str, lines: list[str]) -> None:
@@ -148,12 +147,17 @@ def prepare(args, tmp: Path) -> dict:
         path.write_text("\n".join(lines) + "\n")
         files[name] = path
 
-    write("emflow_complete_warm.txt", [f"/api/v1/tasks/{t}/complete {tokens[u]}" for t, u in emflow_tasks[:warm_e]])
-    kept = 120  # for the in-process breakdown, never given to wrk
-    write("emflow_complete.txt", [f"/api/v1/tasks/{t}/complete {tokens[u]}" for t, u in emflow_tasks[warm_e:-kept]])
-    write("emflow_breakdown.txt", [f"/api/v1/tasks/{t}/complete {tokens[u]}" for t, u in emflow_tasks[-kept:]])
-    write("bare_complete_warm.txt", [f"/bare/instances/{i}/complete {tokens[u]}" for i, u in bare_tasks[:warm_b]])
-    write("bare_complete.txt", [f"/bare/instances/{i}/complete {tokens[u]}" for i, u in bare_tasks[warm_b:]])
+    write("emflow_breakdown.txt", [f"/api/v1/tasks/{t}/complete {tokens[u]}" for t, u in emflow_tasks[-KEPT:]])
+    emflow_tasks = emflow_tasks[:-KEPT]
+    for r in range(args.rounds):  # each round's warm-up and measured tasks, never used twice
+        mine = emflow_tasks[r::args.rounds]
+        warm = min(len(mine) // 5, 400)
+        write(f"emflow_complete_warm{r}.txt", [f"/api/v1/tasks/{t}/complete {tokens[u]}" for t, u in mine[:warm]])
+        write(f"emflow_complete{r}.txt", [f"/api/v1/tasks/{t}/complete {tokens[u]}" for t, u in mine[warm:]])
+        mine = bare_tasks[r::args.rounds]
+        warm = min(len(mine) // 5, 1500)
+        write(f"bare_complete_warm{r}.txt", [f"/bare/instances/{i}/complete {tokens[u]}" for i, u in mine[:warm]])
+        write(f"bare_complete{r}.txt", [f"/bare/instances/{i}/complete {tokens[u]}" for i, u in mine[warm:]])
     readers = list(user_ids)
     rng.shuffle(readers)
     write("emflow_read.txt", [f"/api/v1/tasks?scope=mine {tokens[u]}" for u in readers])
@@ -249,22 +253,23 @@ def run_wrk(args, port: int, script: str, script_args: list[str], duration: floa
     raise RuntimeError(f"wrk failed: {out.stdout}\n{out.stderr}")
 
 
-def run_stack(args, name: str, prep: dict, tmp: Path) -> dict:
+def run_stack(args, name: str, prep: dict, tmp: Path, round_: int = 0) -> dict:
+    """One round of a stack: a fresh gunicorn, warm-up, then the measured completions and reads."""
     files = prep["files"]
     port = free_port()
-    log = tmp / f"{name}-gunicorn.log"
+    log = tmp / f"{name}-{round_}-gunicorn.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("EMFLOW_", "BARE_"))}
     if name == "emflow":
         env.update(EMFLOW_DATABASE_URL=prep["url"].replace("postgresql+psycopg://", "postgresql://"),
                    EMFLOW_REDIS_URL=REDIS_URL, EMFLOW_SECRET_KEY=SECRET,
                    EMFLOW_INSTANCE_PATH=str(tmp / "instance"))
         cmd, cwd, ready = gunicorn_cmd(args, "webapp:create_app()", port, log), B.REPO, "/api/v1/tasks"
-        complete_files = ("emflow_complete_warm.txt", "emflow_complete.txt")
+        complete_files = (f"emflow_complete_warm{round_}.txt", f"emflow_complete{round_}.txt")
         read_file = "emflow_read.txt"
     else:
         env.update(BARE_DATABASE_URL=prep["url"], BARE_SECRET_KEY=SECRET)
         cmd, cwd, ready = gunicorn_cmd(args, "bare_app:create_app()", port, log), HERE, "/bare/health"
-        complete_files = ("bare_complete_warm.txt", "bare_complete.txt")
+        complete_files = (f"bare_complete_warm{round_}.txt", f"bare_complete{round_}.txt")
         read_file = "bare_read.txt"
     proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
@@ -359,6 +364,15 @@ def inprocess_breakdown(prep: dict, tmp: Path, n: int) -> dict:
     return out
 
 
+def ratio(results: dict, phase: str) -> float:
+    return results["emflow"][phase]["rps"] / results["bare"][phase]["rps"]
+
+
+def median_round(rounds: list[dict], phase: str) -> dict:
+    """The round whose emflow/bare ratio is the median (the lower middle one for an even count)."""
+    return sorted(rounds, key=lambda res: ratio(res, phase))[(len(rounds) - 1) // 2]
+
+
 def line(name: str, r: dict) -> str:
     errors = r["non2xx"] + r["connect_errors"] + r["read_errors"] + r["write_errors"] + r["timeouts"]
     return (f"  {name:<30}{r['rps']:>9.1f}/s  p50 {r['p50_us'] / 1000:7.1f} ms  p95 {r['p95_us'] / 1000:7.1f} ms  "
@@ -377,9 +391,12 @@ def main() -> None:
     ap.add_argument("--warmup", type=float, default=3.0, help="seconds of warm-up load before each measured run")
     ap.add_argument("--users", type=int, default=3000)
     ap.add_argument("--read-tasks", type=int, default=200_000, help="human_task rows behind the inbox")
-    ap.add_argument("--emflow-tasks", type=int, default=5000, help="emflow instances prepared for completion")
-    ap.add_argument("--bare-tasks", type=int, default=12000, help="bare instances prepared for completion")
-    ap.add_argument("--order", default="bare,emflow", help="which stack runs first (default bare,emflow)")
+    ap.add_argument("--emflow-tasks", type=int, default=5000, help="emflow instances prepared per round")
+    ap.add_argument("--bare-tasks", type=int, default=12000, help="bare instances prepared per round")
+    ap.add_argument("--rounds", type=int, default=3,
+                    help="rounds of both stacks, alternating which goes first; ratios are per round, and the "
+                         "median round is reported (default 3)")
+    ap.add_argument("--order", default="bare,emflow", help="which stack runs first in round 1 (default bare,emflow)")
     ap.add_argument("--quick", action="store_true", help="short runs, fewer rows: a smoke test")
     ap.add_argument("--keep", action="store_true", help=f"keep the database {DB_NAME} and the work folder")
     ap.add_argument("--seed", type=int, default=7)
@@ -387,7 +404,7 @@ def main() -> None:
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed: apt-get install -y wrk")
     if args.quick:
-        args.duration, args.warmup, args.read_tasks = 4.0, 2.0, 100_000
+        args.duration, args.warmup, args.read_tasks, args.rounds = 4.0, 2.0, 100_000, min(args.rounds, 2)
         args.emflow_tasks, args.bare_tasks = 2500, 5000
     B.banner(f"bench_http: emflow vs bare Flask+gunicorn+PostgreSQL, {args.workers} {args.worker_class} workers"
              f"{f' x {args.threads} threads' if args.worker_class == 'gthread' else ''}, wrk -t{args.wrk_threads} "
@@ -398,47 +415,62 @@ def main() -> None:
         print(f"prepared in {prep['prep_s']:.0f} s: {prep['emflow_tasks']} emflow tasks, {prep['bare_tasks']} bare "
               f"instances ({prep['state_bytes']} bytes of stock JSON each), {args.read_tasks:,} task rows, "
               f"{args.users} users", flush=True)
-        results = {}
-        for name in args.order.split(","):
-            results[name] = run_stack(args, name, prep, tmp)
-            print(f"  {name} done (load average {B.loadavg()})", flush=True)
+        rounds = []
+        order = args.order.split(",")
+        for r in range(args.rounds):
+            results = {}
+            for name in order if r % 2 == 0 else order[::-1]:  # alternate who runs first: drift hits both
+                results[name] = run_stack(args, name, prep, tmp, r)
+                print(f"  round {r + 1}: {name} done (load average {B.loadavg()})", flush=True)
+            rounds.append(results)
         done_server = server_side_completions(prep["url"])
         breakdown = inprocess_breakdown(prep, tmp, 30 if args.quick else 100)
     finally:
         B.clean_up(args.keep, DB_NAME, tmp)
 
-    e, b = results["emflow"], results["bare"]
-    print()
-    print("completions (POST …/complete)")
-    print(line("bare Flask+Spiff+PostgreSQL", b["complete"]))
-    print(line("emflow", e["complete"]))
-    print("inbox reads (GET tasks?scope=mine)")
-    print(line("bare Flask+PostgreSQL", b["read"]))
-    print(line("emflow", e["read"]))
-    for name, r in results.items():
-        for phase in ("complete", "read"):
-            if r[phase]["exhausted_threads"]:
-                print(f"  WARNING: {name} {phase}: {r[phase]['exhausted_threads']} wrk thread(s) ran out of tasks; "
-                      f"raise --{name}-tasks")
-        if r["server_errors"]:
-            print(f"  {name} server log: {r['server_errors']}")
-    wrk_ok = e["complete"]["requests"] - e["complete"]["non2xx"]
+    for r, results in enumerate(rounds):
+        e, b = results["emflow"], results["bare"]
+        print()
+        print(f"round {r + 1} of {len(rounds)}")
+        print("completions (POST …/complete)")
+        print(line("bare Flask+Spiff+PostgreSQL", b["complete"]))
+        print(line("emflow", e["complete"]))
+        print("inbox reads (GET tasks?scope=mine)")
+        print(line("bare Flask+PostgreSQL", b["read"]))
+        print(line("emflow", e["read"]))
+        for name, res in results.items():
+            for phase in ("complete", "read"):
+                if res[phase]["exhausted_threads"]:
+                    print(f"  WARNING: {name} {phase}: {res[phase]['exhausted_threads']} wrk thread(s) ran out of "
+                          f"tasks; raise --{name}-tasks")
+            if res["server_errors"]:
+                print(f"  {name} server log: {res['server_errors']}")
+        print(f"  ratios this round: completions {ratio(results, 'complete'):.2f}x, "
+              f"reads {ratio(results, 'read'):.2f}x")
+    wrk_ok = sum(res["emflow"]["complete"]["requests"] - res["emflow"]["complete"]["non2xx"] for res in rounds)
     print(f"  emflow tasks completed in the database: {done_server} (warm-up + measured; wrk counted {wrk_ok} "
           f"successful measured requests)")
-    rc = e["complete"]["rps"] / b["complete"]["rps"]
-    rr = e["read"]["rps"] / b["read"]["rps"]
+    # The round with the median ratio stands for the run (each round's stacks ran back to back).
+    mid_c = median_round(rounds, "complete")
+    mid_r = median_round(rounds, "read")
+    rc, rr = ratio(mid_c, "complete"), ratio(mid_r, "read")
+    all_c = ", ".join(f"{ratio(x, 'complete'):.2f}" for x in rounds)
+    all_r = ", ".join(f"{ratio(x, 'read'):.2f}" for x in rounds)
+    e, b = mid_c["emflow"], mid_c["bare"]
+    er, br = mid_r["emflow"], mid_r["bare"]
     print()
     print(f"RATIO completions emflow/bare = {rc:.2f}x  (target >= 0.7x): {B.verdict(rc >= 0.7)}   "
           f"p95 {e['complete']['p95_us'] / b['complete']['p95_us']:.2f}x, p99 "
-          f"{e['complete']['p99_us'] / b['complete']['p99_us']:.2f}x of bare")
+          f"{e['complete']['p99_us'] / b['complete']['p99_us']:.2f}x of bare   "
+          f"(median of {len(rounds)} rounds: {all_c})")
     print(f"RATIO inbox reads emflow/bare  = {rr:.2f}x  (target >= 0.8x): {B.verdict(rr >= 0.8)}   "
-          f"p95 {e['read']['p95_us'] / b['read']['p95_us']:.2f}x, p99 {e['read']['p99_us'] / b['read']['p99_us']:.2f}x "
-          f"of bare")
+          f"p95 {er['read']['p95_us'] / br['read']['p95_us']:.2f}x, "
+          f"p99 {er['read']['p99_us'] / br['read']['p99_us']:.2f}x of bare   (median of {len(rounds)} rounds: {all_r})")
     print(f"floors of performance-reference §3.2 (>= 250 completions/s, >= 700 reads/s per 2 vCPU): completions "
-          f"{e['complete']['rps']:.0f}/s {B.verdict(e['complete']['rps'] >= 250)}, reads {e['read']['rps']:.0f}/s "
-          f"{B.verdict(e['read']['rps'] >= 700)}")
+          f"{e['complete']['rps']:.0f}/s {B.verdict(e['complete']['rps'] >= 250)}, reads {er['read']['rps']:.0f}/s "
+          f"{B.verdict(er['read']['rps'] >= 700)}")
     print(f"reference bare stack (performance-reference §2): ~558 completions/s, ~1,453 reads/s; this run's bare "
-          f"stack: {b['complete']['rps']:.0f}/s and {b['read']['rps']:.0f}/s")
+          f"stack (median rounds): {b['complete']['rps']:.0f}/s and {br['read']['rps']:.0f}/s")
     print()
     print("emflow requests in-process (Flask test client, one at a time; mean per request, exclusive times):")
     for kind, (total, parts, sql) in breakdown.items():
@@ -447,8 +479,9 @@ def main() -> None:
             print(f"    {label:<56} {value * 1000:7.2f} ms")
         print(f"    {'Flask + flask-smorest + marshmallow + rest':<56} {(total - sum(parts.values())) * 1000:7.2f} ms")
     print(f"load average at the end: {B.loadavg()}")
-    print("BENCHRESULT " + json.dumps({"emflow": {k: e[k] for k in ("complete", "read")},
-                                        "bare": {k: b[k] for k in ("complete", "read")}}))
+    print("BENCHRESULT " + json.dumps({"rounds": [{name: {k: res[name][k] for k in ("complete", "read")}
+                                                    for name in ("emflow", "bare")} for res in rounds],
+                                        "ratio_complete": rc, "ratio_read": rr}))
 
 
 if __name__ == "__main__":
