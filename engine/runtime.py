@@ -20,7 +20,7 @@ from SpiffWorkflow.bpmn import BpmnWorkflow
 from SpiffWorkflow.exceptions import SpiffWorkflowException
 from SpiffWorkflow.specs.Join import Join
 from SpiffWorkflow.util.task import TaskState
-from sqlalchemy import bindparam, delete, exists, select, update
+from sqlalchemy import bindparam, delete, exists, insert, select, update
 from sqlalchemy.orm import Session, undefer
 
 from . import audit, calendar, rowwrites
@@ -56,6 +56,7 @@ _SIGNERS_WAITING = select(exists().where(HumanTask.parent_task_id == bindparam("
                                          HumanTask.state.in_(("open", "planned"))))
 
 
+_INSERT_CANDIDATES = insert(TaskCandidate.__table__)
 # The assignment-rule lookups cached under an org version are reused by steps that read the same version.
 _ORG_VERSION = select(OrgVersion.version).where(OrgVersion.id == 1).scalar_subquery()
 
@@ -189,6 +190,7 @@ class Step:
         self.only_task_open = False  # was it the instance's only open task?
         self.created_rows: list[HumanTask] = []
         self._unwritten: list[HumanTask] = []  # created rows the next save inserts
+        self._candidates: list[dict] = []  # and their candidates (rows nobody reads back as objects)
         # Human tasks open when the step began (their rows exist) and those the caller closed itself:
         # comparing them with the READY tasks afterwards tells which rows to create or cancel, no query needed.
         self.open_before: dict[str, tuple[str, str]] = {}
@@ -272,6 +274,9 @@ class Step:
         alarms_follow_processes(self.session)  # sees the step's rows as dirty only until they are written
         rows, self._unwritten = self._unwritten, []
         rowwrites.write_rows(self.session, rows, [self.task_row] if self.task_row is not None else [])
+        if self._candidates:
+            self.session.connection().execute(_INSERT_CANDIDATES, self._candidates)
+            self._candidates = []
         rowwrites.update_changed(self.session, self.instance)
         self.session.flush()
         audit.write_pending(self.session)
@@ -349,9 +354,10 @@ class Step:
             self.session.execute(update(HumanTask).where(HumanTask.parent_task_id.in_(cancelled),
                                                          HumanTask.state == "open").values(state="cancelled"))
             self.session.execute(delete(TaskCandidate).where(TaskCandidate.task_id.in_(cancelled)))
-            for row in self.created_rows:  # made earlier in this step: not flushed yet, so the UPDATE missed it
+            for row in self.created_rows:  # made earlier in this step: not written yet, so the UPDATE missed it
                 if row.id in cancelled:
                     row.state = "cancelled"
+            self._candidates = [c for c in self._candidates if c["task_id"] not in cancelled]
             for task_id in cancelled:
                 bpmn_id, name = self.open_before.pop(task_id)
                 self.event("task_cancelled", actor=None, task_id=task_id, bpmn_id=bpmn_id, task_name=name)
@@ -413,8 +419,8 @@ class Step:
             users = []
         self.created_rows.append(row)
         self._unwritten.append(row)
-        self.session.add_all([TaskCandidate(task_id=row.id, user_id=uid) for uid in users] +
-                             [TaskCandidate(task_id=row.id, group_id=gid) for gid in groups])
+        self._candidates += ([{"task_id": row.id, "user_id": uid, "group_id": None} for uid in users] +
+                             [{"task_id": row.id, "user_id": None, "group_id": gid} for gid in groups])
         self.event("task_created", actor=None, task_id=row.id, bpmn_id=row.bpmn_id, task_name=row.name,
                    assignees=assignees, candidate_users=users, candidate_groups=groups, loop_item=loop_item,
                    assignment_error=row.assignment_error, returned_from=row.returned_from)

@@ -25,6 +25,7 @@ from engine.models import (
     Notification,
     OpinionPhrase,
     Signature,
+    TaskCandidate,
     TaskCopy,
     User,
 )
@@ -1594,3 +1595,25 @@ def test_signers_added_before_the_upgrade_that_flags_their_task_are_still_waited
     approve(db, config, "li.na", b, {"note": "李娜意见"}, opinion="同意")
     assert task_row(db, b).pending is not None
     assert opened(db, instance_id) == [("b", "li.na"), ("b+after", "wang.fang")]
+
+
+def test_a_pool_task_made_and_cancelled_in_one_step_leaves_no_candidates(db, config):
+    # The or-sign's first approver is the initiator (decided at once); the second is a pool of two, cancelled
+    # in the same step before any row is written: its candidate rows must not be written either.
+    mi = ('<bpmn:multiInstanceLoopCharacteristics isSequential="false">'
+          "<bpmn:loopDataInputRef>approvers</bpmn:loopDataInputRef>"
+          '<bpmn:inputDataItem id="approver" name="approver"/>'
+          "<bpmn:completionCondition>True</bpmn:completionCondition></bpmn:multiInstanceLoopCharacteristics>")
+    prepare = ('<bpmn:scriptTask id="prepare"><bpmn:script>approvers = ["zhang.wei", ["li.na", "wang.fang"]]'
+               "</bpmn:script></bpmn:scriptTask>")
+    b = task("b", 'field("approver")', buttons=ALL, initiatorApprover="approve").replace("</bpmn:userTask>",
+                                                                                       mi + "</bpmn:userTask>")
+    deploy_chain(db, prepare, b, task("c", 'user("liu.yang")', buttons=ALL))
+    instance_id = start(db, config, "zhang.wei", KEY)
+
+    assert opened(db, instance_id) == [("c", "liu.yang")]
+    with db.session() as s:
+        pool = s.scalar(select(HumanTask).where(HumanTask.instance_id == instance_id, HumanTask.bpmn_id == "b",
+                                                HumanTask.state == "cancelled"))
+        assert pool is not None and pool.assignee_id is None
+        assert s.scalar(select(func.count()).select_from(TaskCandidate).where(TaskCandidate.task_id == pool.id)) == 0
