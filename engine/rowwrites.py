@@ -77,12 +77,12 @@ def write_rows(session: Session, new: list, changed: list) -> None:
     the writer holds the database, so what is in memory is the row plus our changes). The objects are left
     persistent and clean. Changed objects the upsert cannot take (attributes not loaded) are UPDATEd apart."""
     whole = [obj for obj in changed if _whole_change(obj)]
+    if not new and len(whole) <= 1:  # a single change: an UPDATE of the changed columns is cheaper
+        whole = []
     for obj in changed:
         if obj not in whole:
             update_changed(session, obj)
-    if not new and len(whole) <= 1:  # a single change: an UPDATE of the changed columns is cheaper
-        for obj in whole:
-            update_changed(session, obj)
+    if not new and not whole:
         return
     mapper = inspect((new or whole)[0]).mapper
     columns = _columns(mapper)
