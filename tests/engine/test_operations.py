@@ -1340,18 +1340,23 @@ def test_initiator_as_approver(db, config, rule, expected):
         [("b", "the approver is the initiator")] if rule in ("approve", "skip") else [])
 
 
-def test_an_or_sign_decided_by_the_initiator_rule_cancels_the_other_approvers_at_once(db, config):
-    # The three approvers' tasks are made and two of them cancelled in one step, before any row is written.
+def or_sign_started_by_an_approver(db, config, approvers: str) -> int:
+    """An or-sign b over ``approvers`` (a Python list literal) in which zhang.wei, who starts it, is an approver and
+    the initiator rule approves for him: b is decided, and its other tasks cancelled, in the starting step."""
     mi = ('<bpmn:multiInstanceLoopCharacteristics isSequential="false">'
           "<bpmn:loopDataInputRef>approvers</bpmn:loopDataInputRef>"
           '<bpmn:inputDataItem id="approver" name="approver"/>'
           "<bpmn:completionCondition>True</bpmn:completionCondition></bpmn:multiInstanceLoopCharacteristics>")
-    prepare = ('<bpmn:scriptTask id="prepare"><bpmn:script>approvers = ["li.na", "zhang.wei", "wang.fang"]'
-               "</bpmn:script></bpmn:scriptTask>")
+    prepare = f'<bpmn:scriptTask id="prepare"><bpmn:script>approvers = {approvers}</bpmn:script></bpmn:scriptTask>'
     b = task("b", 'field("approver")', buttons=ALL, initiatorApprover="approve").replace("</bpmn:userTask>",
                                                                                        mi + "</bpmn:userTask>")
     deploy_chain(db, prepare, b, task("c", 'user("liu.yang")', buttons=ALL))
-    instance_id = start(db, config, "zhang.wei", KEY)
+    return start(db, config, "zhang.wei", KEY)
+
+
+def test_an_or_sign_decided_by_the_initiator_rule_cancels_the_other_approvers_at_once(db, config):
+    # The three approvers' tasks are made and two of them cancelled in one step, before any row is written.
+    instance_id = or_sign_started_by_an_approver(db, config, '["li.na", "zhang.wei", "wang.fang"]')
 
     assert opened(db, instance_id) == [("c", "liu.yang")]
     with db.session() as s:
@@ -1600,16 +1605,7 @@ def test_signers_added_before_the_upgrade_that_flags_their_task_are_still_waited
 def test_a_pool_task_made_and_cancelled_in_one_step_leaves_no_candidates(db, config):
     # The or-sign's first approver is the initiator (decided at once); the second is a pool of two, cancelled
     # in the same step before any row is written: its candidate rows must not be written either.
-    mi = ('<bpmn:multiInstanceLoopCharacteristics isSequential="false">'
-          "<bpmn:loopDataInputRef>approvers</bpmn:loopDataInputRef>"
-          '<bpmn:inputDataItem id="approver" name="approver"/>'
-          "<bpmn:completionCondition>True</bpmn:completionCondition></bpmn:multiInstanceLoopCharacteristics>")
-    prepare = ('<bpmn:scriptTask id="prepare"><bpmn:script>approvers = ["zhang.wei", ["li.na", "wang.fang"]]'
-               "</bpmn:script></bpmn:scriptTask>")
-    b = task("b", 'field("approver")', buttons=ALL, initiatorApprover="approve").replace("</bpmn:userTask>",
-                                                                                       mi + "</bpmn:userTask>")
-    deploy_chain(db, prepare, b, task("c", 'user("liu.yang")', buttons=ALL))
-    instance_id = start(db, config, "zhang.wei", KEY)
+    instance_id = or_sign_started_by_an_approver(db, config, '["zhang.wei", ["li.na", "wang.fang"]]')
 
     assert opened(db, instance_id) == [("c", "liu.yang")]
     with db.session() as s:
