@@ -26,10 +26,11 @@ from typing import BinaryIO
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from . import audit
+from . import audit, clock
 from .auth import set_password
 from .config import Config
 from .errors import AuthenticationFailed, Forbidden, NotFound, ValidationFailed
+from .forms import FieldError
 from .models import Enterprise, Role, Unit, User, UserRole
 from .models.monitoring import Device, Gateway, MonitoredItem, Point
 
@@ -84,6 +85,61 @@ def rotate_token(session: Session, actor, gateway_id: int) -> str:
     gateway.token_hash = hash_token(token)
     audit.record_system(session, "gateway_token_rotated", actor, target=gateway.code)
     return token
+
+
+MAX_SILENT_AFTER_S = 7 * 24 * 3600
+
+
+def update_gateway(session: Session, actor, gateway_id: int, changes: dict) -> Gateway:
+    """Change a gateway's ``name``, ``enabled`` or ``silent_after_s`` (how long it may stay unheard before its
+    silence alarm; None for the platform default). A disabled gateway's posts are refused and its silence is not
+    watched; enabled again, it has its full threshold to report. Works under the gateway's row lock."""
+    from .alarms import MIN_SILENT_AFTER_S, silent_after  # alarms imports this module
+
+    _require_admin(actor)
+    errors = {}
+    if "name" in changes and not (isinstance(changes["name"], str) and 0 < len(changes["name"].strip()) <= 200):
+        errors["name"] = [FieldError("maxLength", 200).as_dict()]
+    if "enabled" in changes and not isinstance(changes["enabled"], bool):
+        errors["enabled"] = [FieldError("type", "boolean").as_dict()]
+    threshold = changes.get("silent_after_s")
+    if threshold is not None:
+        if not isinstance(threshold, int) or isinstance(threshold, bool):
+            errors["silent_after_s"] = [FieldError("type", "integer").as_dict()]
+        elif threshold < MIN_SILENT_AFTER_S:
+            errors["silent_after_s"] = [FieldError("minimum", MIN_SILENT_AFTER_S).as_dict()]
+        elif threshold > MAX_SILENT_AFTER_S:
+            errors["silent_after_s"] = [FieldError("maximum", MAX_SILENT_AFTER_S).as_dict()]
+    if errors:
+        raise ValidationFailed("invalid gateway settings", errors=errors)
+    gateway = session.scalars(select(Gateway).where(Gateway.id == gateway_id).with_for_update()
+                              .execution_options(populate_existing=True)).first()
+    if gateway is None:
+        raise NotFound(f"gateway {gateway_id} not found")
+    now = clock.now()
+    before = {"name": gateway.name, "enabled": gateway.enabled, "silent_after_s": gateway.silent_after_s}
+    if "name" in changes:
+        gateway.name = changes["name"].strip()
+    if "silent_after_s" in changes:
+        gateway.silent_after_s = threshold
+        if gateway.silent_due_at is not None:  # still watched: due from its last contact under the new threshold
+            gateway.silent_due_at = (gateway.last_seen_at or now) + silent_after(gateway)
+    if "enabled" in changes and changes["enabled"] != gateway.enabled:
+        gateway.enabled = changes["enabled"]
+        if gateway.enabled and gateway.silent_due_at is not None:
+            gateway.silent_due_at = now + silent_after(gateway)
+    after = {"name": gateway.name, "enabled": gateway.enabled, "silent_after_s": gateway.silent_after_s}
+    changed = {k: {"from": before[k], "to": after[k]} for k in before if before[k] != after[k]}
+    if changed:
+        audit.record_system(session, "gateway_updated", actor, target=gateway.code, changes=changed)
+    session.flush()
+    return gateway
+
+
+def gateways(session: Session, actor) -> list[Gateway]:
+    """Every registered gateway, by code (monitoring administrators)."""
+    _require_admin(actor)
+    return list(session.scalars(select(Gateway).order_by(Gateway.code)))
 
 
 def gateway_by_token(session: Session, token: str) -> Gateway:

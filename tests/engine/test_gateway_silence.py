@@ -16,8 +16,8 @@ import pytest
 from sqlalchemy import select
 
 from engine import alarms, clock, monitoring, schema, telemetry
-from engine.errors import NotFound
-from engine.models import Notification, User
+from engine.errors import AuthenticationFailed, Forbidden, NotFound, ValidationFailed
+from engine.models import Notification, SystemEvent, User
 from engine.models.monitoring import Alarm, AlarmEvent, Gateway
 from tests.concurrency import in_threads, release_when_waiting
 from tests.engine.alarm_helpers import LEVEL, Edge, add_enterprise, alarm, register, tick, trail
@@ -351,3 +351,68 @@ def test_ticks_and_heartbeats_at_the_same_moment_raise_at_most_one_alarm_per_sil
     assert (raised.activations, raised.active) == (5, False)
     kinds = trail(db, raised.id)
     assert (kinds.count("raised") + kinds.count("reactivated"), kinds.count("returned")) == (5, 5)
+
+
+# -- the threshold and the switch, set by a monitoring administrator ----------------------------------------------
+def update(db, username: str, changes: dict, code: str = "gw-01") -> Gateway:
+    with db.transaction() as s:
+        return monitoring.update_gateway(s, load_user(s, username), gateway_row(db, code).id, changes)
+
+
+def test_an_administrator_sets_the_threshold_and_the_due_time_follows_the_last_contact(db, config, edge):
+    heartbeat(edge)
+    heard = gateway_row(db).last_seen_at
+    update(db, "admin", {"silent_after_s": 120})
+    assert (gateway_row(db).silent_after_s, gateway_row(db).silent_due_at) == (120, heard + timedelta(seconds=120))
+    clock.advance(timedelta(seconds=121))
+    assert tick(db, config) == 1
+    assert raised_detail(db, silent_alarms(db)[0].id)["silent_after_s"] == 120
+    update(db, "admin", {"silent_after_s": None})  # back to the platform default
+    assert gateway_row(db).silent_after_s is None
+    with db.session() as s:
+        kinds = [(e.kind, e.target, e.detail["changes"]) for e in s.scalars(
+            select(SystemEvent).where(SystemEvent.kind == "gateway_updated").order_by(SystemEvent.seq))]
+    assert kinds == [("gateway_updated", "gw-01", {"silent_after_s": {"from": None, "to": 120}}),
+                     ("gateway_updated", "gw-01", {"silent_after_s": {"from": 120, "to": None}})]
+
+
+def test_a_disabled_gateway_is_refused_and_not_watched_and_enabled_again_has_its_full_threshold(db, config, edge):
+    heartbeat(edge)
+    update(db, "admin", {"enabled": False, "name": "鑫安化工一号网关"})
+    with pytest.raises(AuthenticationFailed) as refused:
+        heartbeat(edge)
+    assert refused.value.code == "gateway_token_invalid"
+    clock.advance(THRESHOLD * 3)
+    assert tick(db, config) == 0 and silent_alarms(db) == []
+    before = clock.now()
+    update(db, "admin", {"enabled": True})
+    assert before + THRESHOLD <= gateway_row(db).silent_due_at <= clock.now() + THRESHOLD
+    clock.advance(THRESHOLD - SECOND)
+    assert tick(db, config) == 0
+    clock.advance(2 * SECOND)
+    assert tick(db, config) == 1
+    assert "鑫安化工一号网关（gw-01）" in silent_alarms(db)[0].title
+
+
+@pytest.mark.parametrize(("changes", "field", "code"), [
+    ({"silent_after_s": 59}, "silent_after_s", "minimum"),
+    ({"silent_after_s": 7 * 24 * 3600 + 1}, "silent_after_s", "maximum"),
+    ({"silent_after_s": "300"}, "silent_after_s", "type"),
+    ({"enabled": "yes"}, "enabled", "type"),
+    ({"name": " "}, "name", "maxLength"),
+])
+def test_bad_gateway_settings_are_refused_field_by_field_and_change_nothing(db, config, edge, changes, field, code):
+    before = gateway_row(db)
+    with pytest.raises(ValidationFailed) as refused:
+        update(db, "admin", changes)
+    assert [e["code"] for e in refused.value.errors[field]] == [code]
+    after = gateway_row(db)
+    assert (after.name, after.enabled, after.silent_after_s) == (before.name, before.enabled, before.silent_after_s)
+
+
+def test_only_monitoring_administrators_change_gateways_and_an_unknown_one_is_not_found(db, config, edge):
+    with pytest.raises(Forbidden):
+        update(db, "qiye.hg001", {"enabled": False})
+    assert gateway_row(db).enabled
+    with db.transaction() as s, pytest.raises(NotFound):
+        monitoring.update_gateway(s, load_user(s, "admin"), 999_999, {"enabled": False})

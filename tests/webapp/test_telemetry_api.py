@@ -144,3 +144,29 @@ def test_excel_import_of_point_lists_is_all_or_nothing(client, api, gw, db):
     not_excel = client.post(f"/api/v1/gateways/{gateway_id}/points/import", headers=api("admin"),
                             data={"file": (io.BytesIO(b"name,hi\n"), "p.csv")})
     assert not_excel.status_code == 422
+
+
+def test_administrators_list_gateways_and_set_their_switch_and_silence_threshold(client, api, gw):
+    listed = client.get("/api/v1/gateways", headers=api("admin"))
+    assert listed.status_code == 200
+    [row] = [g for g in listed.get_json() if g["code"] == "gw-01"]
+    assert (row["enabled"], row["silent_after_s"], row["effective_silent_after_s"]) == (True, None, 300)
+    assert client.get("/api/v1/gateways", headers=api("qiye.hg001")).status_code == 403
+
+    changed = client.patch(f"/api/v1/gateways/{row['id']}", json={"silent_after_s": 900, "enabled": False},
+                           headers=api("admin"))
+    assert changed.status_code == 200
+    assert (changed.get_json()["silent_after_s"], changed.get_json()["effective_silent_after_s"],
+            changed.get_json()["enabled"]) == (900, 900, False)
+    headers, _ = gw
+    assert client.post("/api/v1/telemetry", json=body(reading(1, 5.0)), headers=headers).status_code == 401
+
+    bad = client.patch(f"/api/v1/gateways/{row['id']}", json={"silent_after_s": 10}, headers=api("admin"))
+    assert bad.status_code == 422 and set(bad.get_json()["errors"]) == {"silent_after_s"}
+    assert client.patch(f"/api/v1/gateways/{row['id']}", json={"enabled": True},
+                        headers=api("qiye.hg001")).status_code == 403
+    assert client.patch("/api/v1/gateways/999999", json={"enabled": True}, headers=api("admin")).status_code == 404
+    again = client.patch(f"/api/v1/gateways/{row['id']}", json={"enabled": True, "silent_after_s": None},
+                         headers=api("admin")).get_json()
+    assert (again["enabled"], again["silent_after_s"], again["effective_silent_after_s"]) == (True, None, 300)
+    assert client.post("/api/v1/telemetry", json=body(reading(1, 5.0)), headers=headers).status_code == 200

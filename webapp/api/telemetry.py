@@ -111,6 +111,32 @@ class GatewayOut(ma.Schema):
     token = f.String()
 
 
+class GatewayUpdate(ma.Schema):
+    name = f.String()
+    enabled = f.Boolean()
+    silent_after_s = f.Integer(allow_none=True, metadata={
+        "description": "seconds the gateway may stay unheard before its silence alarm (null: the platform default)"})
+
+
+class GatewayDetail(ma.Schema):
+    id = f.Integer()
+    code = f.String()
+    name = f.String()
+    enterprise_id = f.Integer()
+    enabled = f.Boolean()
+    silent_after_s = f.Integer(allow_none=True)
+    effective_silent_after_s = f.Integer()
+    last_seen_at = f.DateTime(allow_none=True)
+    silent_due_at = f.DateTime(allow_none=True)
+
+
+def _gateway_out(gateway) -> dict:
+    return {"id": gateway.id, "code": gateway.code, "name": gateway.name, "enterprise_id": gateway.enterprise_id,
+            "enabled": gateway.enabled, "silent_after_s": gateway.silent_after_s,
+            "effective_silent_after_s": int(alarms.silent_after(gateway).total_seconds()),
+            "last_seen_at": gateway.last_seen_at, "silent_due_at": gateway.silent_due_at}
+
+
 @blp.route("/telemetry", methods=["POST"])
 @blp.response(200, TelemetryAnswer)
 def ingest():
@@ -187,6 +213,23 @@ def create_gateway(body):
     with platform().db.transaction() as s:
         gateway, token = monitoring.create_gateway(s, g.user, body["code"], body["enterprise_id"], body["name"])
         return {"id": gateway.id, "code": gateway.code, "enterprise_id": gateway.enterprise_id, "token": token}
+
+
+@blp.route("/gateways", methods=["GET"])
+@blp.response(200, GatewayDetail(many=True))
+def list_gateways():
+    """Every registered gateway with its state and silence threshold (monitoring administrators)."""
+    with platform().db.session() as s:
+        return [_gateway_out(gw) for gw in monitoring.gateways(s, g.user)]
+
+
+@blp.route("/gateways/<int:gateway_id>", methods=["PATCH"])
+@blp.arguments(GatewayUpdate)
+@blp.response(200, GatewayDetail)
+def update_gateway(body, gateway_id):
+    """Rename, enable or disable a gateway, or set its silence threshold (monitoring administrators)."""
+    with platform().db.transaction() as s:
+        return _gateway_out(monitoring.update_gateway(s, g.user, gateway_id, body))
 
 
 @blp.route("/gateways/<int:gateway_id>/token", methods=["POST"])
