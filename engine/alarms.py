@@ -57,6 +57,7 @@ SILENT = "gateway_silent"
 # heartbeat needs its own Gateway.silent_after_s of at least three of them; never less than the floor.
 SILENT_AFTER_S = 300
 MIN_SILENT_AFTER_S = 60
+MAX_SHELVE_DAYS = 7  # a shelved point must come back under watch within a week
 GRADE_NAMES = {1: "一级（红色）", 2: "二级（橙色）", 3: "三级（黄色）", 4: "四级（蓝色）"}
 CONDITION_NAMES = {"hihi": "高高报", "hi": "高报", "lo": "低报", "lolo": "低低报", "offline": "设备离线",
                    "aggregate": "监测项综合预警", SILENT: "网关通信中断"}
@@ -524,13 +525,13 @@ def _locked_point(session: Session, point_id: int) -> Point:
 
 
 def shelve(session: Session, user, point_id: int, until: datetime, reason: str) -> Point:
-    """Shelve a point's alarms until a time (at most 7 days); new alarms are not raised meanwhile."""
+    """Shelve a point's alarms until a time (at most MAX_SHELVE_DAYS); new alarms are not raised meanwhile."""
     point = _locked_point(session, point_id)
     _may_manage(session, user, point)
     now = clock.now()
-    if until <= now or until > now + timedelta(days=7):
-        raise ValidationFailed("a shelve ends in the future, within 7 days",
-                               errors={"until": [{"code": "range", "message": "within 7 days"}]})
+    if until <= now or until > now + timedelta(days=MAX_SHELVE_DAYS):
+        raise ValidationFailed(f"a shelve ends in the future, within {MAX_SHELVE_DAYS} days", errors={
+            "until": [{"code": "range", "message": f"within {MAX_SHELVE_DAYS} days"}]})
     if not reason:
         raise ValidationFailed("shelving needs a reason", errors={"reason": [{"code": "required", "message": ""}]})
     point.shelved_until = until

@@ -68,8 +68,8 @@ def _user(session: Session, username: str, field: str = "username") -> User:
 def _signers_involved(session: Session, task: HumanTask) -> bool:
     """Added signers still to sign: before (the task is blocked), after the decision (planned, or pending)
     or in parallel. A task is not returned or rejected past them; they are removed first (减签)."""
-    return task.blocked or task.pending is not None or session.scalar(select(HumanTask.id).where(
-        HumanTask.parent_task_id == task.id, HumanTask.state.in_(("open", "planned"))).limit(1)) is not None
+    return task.blocked or task.pending is not None or (task.has_signers and session.scalar(select(HumanTask.id).where(
+        HumanTask.parent_task_id == task.id, HumanTask.state.in_(("open", "planned"))).limit(1)) is not None)
 
 
 def _open_task(session: Session, config: Config, user, task_id: str, action: str) -> tuple[Step, HumanTask]:
@@ -91,14 +91,13 @@ def reject(session: Session, config: Config, user, task_id: str, opinion: str | 
     """Reject: end the instance, or return to the step named by the task's onReject."""
     step, task = _lock_open_task(session, config, user, task_id)
     _allowed(step, task, "reject")
-    _acting_for(session, user, task, on_behalf_of)  # may they act at all (403) before what they sent (422)
+    principal = _acting_for(session, user, task, on_behalf_of)  # may they act at all (403) before what they sent
     ops = step.version.task_config(task.bpmn_id)
     if ops.signature == "required" and not signature:  # a decision either way: 不同意 is signed like 同意
         raise ValidationFailed("a handwritten signature is required",
                                errors={"signature": [FieldError("required").as_dict()]})
     if ops.on_reject != "end":
-        return _send_back(step, task, user, ops.on_reject, opinion, False, "reject", on_behalf_of, signature)
-    principal = _acting_for(session, user, task, on_behalf_of)
+        return _send_back(step, task, user, principal, ops.on_reject, opinion, False, "reject", signature)
     if _signers_involved(session, task):
         raise Conflict("added signers are still involved in this task", code="waiting_for_signers")
     opinion = _need_opinion(step, task, "reject", opinion)
@@ -203,12 +202,13 @@ def send_back(session: Session, config: Config, user, task_id: str, target: str 
     target = target or targets[0]["bpmn_id"]
     if target not in {t["bpmn_id"] for t in targets}:
         raise Conflict(f"'{target}' is not an earlier step on this task's path", code="not_a_return_target")
-    return _send_back(step, task, user, target, opinion, straight_back, "return", on_behalf_of)
+    principal = _acting_for(session, user, task, on_behalf_of)
+    return _send_back(step, task, user, principal, target, opinion, straight_back, "return")
 
 
-def _send_back(step: Step, task: HumanTask, user, target: str, opinion: str | None, straight_back: bool,
-               action: str, on_behalf_of: str | None, signature: str | None = None):
-    principal = _acting_for(step.session, user, task, on_behalf_of)
+def _send_back(step: Step, task: HumanTask, user, principal, target: str, opinion: str | None, straight_back: bool,
+               action: str, signature: str | None = None):
+    """Return the task to ``target`` as ``principal``'s decision (the caller has checked their right to act)."""
     if _signers_involved(step.session, task):
         raise Conflict("added signers are still involved in this task", code="waiting_for_signers")
     opinion = _need_opinion(step, task, action, opinion)

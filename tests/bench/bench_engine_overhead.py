@@ -86,7 +86,7 @@ def instrument(db) -> tuple[Breakdown, callable]:
     from SpiffWorkflow.task import Task
     from sqlalchemy.orm import Session
 
-    from engine import audit, forms, runtime, tasks
+    from engine import audit, forms, rowwrites, runtime, tasks
 
     bd = Breakdown()
     bd.wrap(runtime, "state_from_json", "deserialize (state_from_json)")
@@ -105,6 +105,8 @@ def instrument(db) -> tuple[Breakdown, callable]:
     bd.wrap(tasks, "get", "task lookup + visibility")
     bd.wrap(Session, "flush", "ORM flush bookkeeping")
     bd.wrap(Session, "commit", "ORM flush bookkeeping")
+    bd.wrap(rowwrites, "write_rows", "row writes (Core: task upsert, instance UPDATE)")
+    bd.wrap(rowwrites, "update_changed", "row writes (Core: task upsert, instance UPDATE)")
     engine = db.write_engine
     dialect = engine.dialect
     original_commit = dialect.do_commit

@@ -33,7 +33,7 @@ EVENTS = {"raised": _l("Alarm raised"), "reactivated": _l("Raised again"), "ackn
           "shelved": _l("Shelved"), "unshelved": _l("Unshelved"), "shelve_expired": _l("Shelving expired"),
           "raise_blocked": _l("Not annunciated (shelved, suppressed or out of service)")}
 CHART_W, CHART_H, PAD = 640, 220, 36
-SHELVE_DAYS = 7  # the engine's limit (alarms.shelve)
+SHELVE_DAYS = alarms.MAX_SHELVE_DAYS
 REASON_MAX = 500
 LOCAL_TIME = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2})?")
 
