@@ -48,6 +48,7 @@ def create_app() -> Flask:
     serializer = BpmnWorkflowSerializer(BpmnWorkflowSerializer.configure(SPIFF_CONFIG))
     tokens = URLSafeTimedSerializer(os.environ["BARE_SECRET_KEY"], salt="emflow-api-token")
     app = Flask(__name__)
+    app.config["BARE_ENGINE"] = engine  # for bench_http's in-process breakdown
 
     def caller() -> int:
         header = request.headers.get("Authorization", "")

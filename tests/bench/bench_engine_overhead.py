@@ -38,24 +38,28 @@ DB_NAME = "emflow_bench_overhead"
 
 # -- exclusive-time breakdown ---------------------------------------------------------------------------------
 class Breakdown:
-    """Wraps functions; each wrapped call's time minus the time of wrapped calls inside it goes to its label."""
+    """Wraps functions; each wrapped call's time minus the time of wrapped calls inside it goes to its label:
+    wall time in ``totals``, this process's CPU time in ``cpu`` (waits for the database count only in the first)."""
 
     def __init__(self):
         self.totals: dict[str, float] = defaultdict(float)
+        self.cpu: dict[str, float] = defaultdict(float)
         self.calls: dict[str, int] = defaultdict(int)
         self._stack: list[list] = []
         self._patches: list[tuple] = []
 
     def enter(self, label: str) -> None:
-        self._stack.append([label, time.perf_counter(), 0.0])
+        self._stack.append([label, time.perf_counter(), time.process_time(), 0.0, 0.0])
 
     def exit(self) -> None:
-        label, t0, child = self._stack.pop()
-        elapsed = time.perf_counter() - t0
+        label, t0, c0, child, child_cpu = self._stack.pop()
+        elapsed, cpu = time.perf_counter() - t0, time.process_time() - c0
         self.totals[label] += elapsed - child
+        self.cpu[label] += cpu - child_cpu
         self.calls[label] += 1
         if self._stack:
-            self._stack[-1][2] += elapsed
+            self._stack[-1][3] += elapsed
+            self._stack[-1][4] += cpu
 
     def wrap(self, owner, attr: str, label: str) -> None:
         original = getattr(owner, attr)
@@ -78,6 +82,7 @@ class Breakdown:
 
     def reset(self) -> None:
         self.totals.clear()
+        self.cpu.clear()
         self.calls.clear()
 
 

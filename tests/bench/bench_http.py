@@ -120,7 +120,7 @@ def prepare(args, tmp: Path) -> dict:
     with engine.begin() as conn:
         conn.execute(text("""INSERT INTO bare_instance (owner_id, state)
                              SELECT :u0 + floor(random() * :nu)::int, :state FROM generate_series(1, :n)"""),
-                     {"u0": first, "nu": len(user_ids), "state": state, "n": args.bare_tasks * args.rounds})
+                     {"u0": first, "nu": len(user_ids), "state": state, "n": args.bare_tasks * args.rounds + KEPT})
         bare_tasks = conn.execute(text("SELECT id, owner_id FROM bare_instance ORDER BY id")).all()
     engine.dispose()
     B.analyze(url, ["user", "group_member", "process_instance", "human_task", "task_candidate", "bare_instance",
@@ -148,7 +148,8 @@ def prepare(args, tmp: Path) -> dict:
         files[name] = path
 
     write("emflow_breakdown.txt", [f"/api/v1/tasks/{t}/complete {tokens[u]}" for t, u in emflow_tasks[-KEPT:]])
-    emflow_tasks = emflow_tasks[:-KEPT]
+    write("bare_breakdown.txt", [f"/bare/instances/{i}/complete {tokens[u]}" for i, u in bare_tasks[-KEPT:]])
+    emflow_tasks, bare_tasks = emflow_tasks[:-KEPT], bare_tasks[:-KEPT]
     for r in range(args.rounds):  # each round's warm-up and measured tasks, never used twice
         mine = emflow_tasks[r::args.rounds]
         warm = min(len(mine) // 5, 400)
@@ -311,57 +312,110 @@ def server_side_completions(url: str) -> int:
 
 
 def inprocess_breakdown(prep: dict, tmp: Path, n: int) -> dict:
-    """The same two requests through Flask's test client in this process (no server, no concurrency): mean time
-    per request split into authentication, engine call, response building and the rest (Flask, flask-smorest,
-    marshmallow), with the number of SQL statements. Uses completions set aside for it (wrk never gets them)."""
+    """Both stacks' requests through Flask's test client in this process (no server, no concurrency): mean CPU
+    and wall time per request, split by the same labels (exclusive times), with SQL statements per request.
+    Uses completions set aside for it (wrk never gets them)."""
+
+
+    import bare_app
     from bench_engine_overhead import Breakdown
+    from SpiffWorkflow.bpmn.serializer.workflow import BpmnWorkflowSerializer
+    from SpiffWorkflow.bpmn.workflow import BpmnWorkflow
+    from SpiffWorkflow.task import Task
     from sqlalchemy import event
+    from sqlalchemy.engine import Connection
 
     import webapp.api as api_module
+    from engine import runtime
     from engine import tasks as engine_tasks
     from webapp import create_app
-    from webapp.api import process_instances, serial
+    from webapp.api import serial
 
     config = B.make_config(prep["url"], tmp / "inprocess", secret_key=SECRET, redis_url=REDIS_URL)
     app = create_app(config)
-    client = app.test_client()
+    os.environ.update(BARE_DATABASE_URL=prep["url"], BARE_SECRET_KEY=SECRET)
+    bare = bare_app.create_app()
     body = json.loads(prep["files"]["body"].read_text())
-    reads = [ln.split() for ln in prep["files"]["emflow_read.txt"].read_text().splitlines()]
-    completes = [ln.split() for ln in prep["files"]["emflow_breakdown.txt"].read_text().splitlines()]
-    engine = app.extensions["emflow"].db.write_engine
+    lines = {name: [ln.split() for ln in prep["files"][name].read_text().splitlines()]
+             for name in ("emflow_read.txt", "bare_read.txt", "emflow_breakdown.txt", "bare_breakdown.txt")}
     bd = Breakdown()
     statements = {"n": 0}
 
     def count(*_args):
         statements["n"] += 1
 
-    bd.wrap(api_module, "user_from_token", "authenticate (token + user, roles, groups)")
-    bd.wrap(engine_tasks, "inbox", "engine: tasks.inbox (count + page)")
-    bd.wrap(serial, "tasks_out", "response: serial.tasks_out (candidates, names)")
-    bd.wrap(engine_tasks, "complete", "engine: tasks.complete")
-    bd.wrap(process_instances, "_detail", "response: _detail (history, data: deserializes again)")
+    spiff = "SpiffWorkflow: load, run, save"
+    bd.wrap(Connection, "_execute_context", "SQL statements: SQLAlchemy Core + psycopg + waits")
+    bd.wrap(Connection, "_commit_impl", "COMMIT")
+    bd.wrap(api_module, "user_from_token", "authenticate (token, principal)")
+    bd.wrap(engine_tasks, "inbox", "engine: tasks.inbox, ORM and the rest")
+    bd.wrap(serial, "tasks_out", "response: serial.tasks_out")
+    bd.wrap(engine_tasks, "complete", "engine: tasks.complete, ORM and the rest")
+    for owner, attr in ((runtime, "state_from_json"), (runtime, "state_to_json"), (runtime.Step, "run"),
+                        (BpmnWorkflowSerializer, "deserialize_json"), (BpmnWorkflowSerializer, "serialize_json"),
+                        (Task, "run"), (BpmnWorkflow, "do_engine_steps")):
+        bd.wrap(owner, attr, spiff)
+    engine = app.extensions["emflow"].db.write_engine  # its listeners also hear the autocommit read engine
     event.listen(engine, "before_cursor_execute", count)
     out = {}
     try:
-        for kind, items, call in (
-                ("read", reads, lambda p, t: client.get(p, headers={"Authorization": f"Bearer {t}"})),
-                ("complete", completes, lambda p, t: client.post(p, json=body,
-                                                                 headers={"Authorization": f"Bearer {t}"}))):
-            for path, token in items[:10]:  # warm-up
-                assert call(path, token).status_code == 200
-            bd.reset()
-            statements["n"] = 0
-            t0 = time.perf_counter()
-            for path, token in items[10:10 + n]:
-                response = call(path, token)
-                assert response.status_code == 200, response.get_data(as_text=True)[:300]
-            total = (time.perf_counter() - t0) / n
-            out[kind] = (total, {k: v / n for k, v in bd.totals.items()}, statements["n"] / n)
+        for stack, client in (("emflow", app.test_client()), ("bare", bare.test_client())):
+            def get(path, token, client=client):
+                return client.get(path, headers={"Authorization": f"Bearer {token}"})
+
+            def post(path, token, client=client):
+                return client.post(path, json=body, headers={"Authorization": f"Bearer {token}"})
+
+            for kind, items, call in (("read", lines[f"{stack}_read.txt"], get),
+                                      ("complete", lines[f"{stack}_breakdown.txt"], post)):
+                for path, token in items[:10]:  # warm-up
+                    assert call(path, token).status_code == 200
+                if stack == "bare":  # bare_app has its own engine: count its statements too
+                    event.listen(bare_app_engine(bare), "before_cursor_execute", count)
+                bd.reset()
+                statements["n"] = 0
+                t0, c0 = time.perf_counter(), time.process_time()
+                for path, token in items[10:10 + n]:
+                    response = call(path, token)
+                    assert response.status_code == 200, response.get_data(as_text=True)[:300]
+                wall, cpu = (time.perf_counter() - t0) / n, (time.process_time() - c0) / n
+                if stack == "bare":
+                    event.remove(bare_app_engine(bare), "before_cursor_execute", count)
+                out[(stack, kind)] = {"wall": wall, "cpu": cpu, "statements": statements["n"] / n,
+                                      "parts": {k: (bd.cpu[k] / n, bd.totals[k] / n) for k in bd.totals}}
     finally:
         bd.undo()
         event.remove(engine, "before_cursor_execute", count)
         app.extensions["emflow"].db.dispose()
+        bare_app_engine(bare).dispose()
     return out
+
+
+def bare_app_engine(app):
+    """The SQLAlchemy engine bare_app.create_app() made (kept on the app for this breakdown)."""
+    return app.config["BARE_ENGINE"]
+
+
+def print_breakdown(breakdown: dict) -> None:
+    print("requests in-process (Flask test client, one at a time): mean CPU per request (wall in brackets), "
+          "exclusive times")
+    for kind in ("complete", "read"):
+        e, b = breakdown[("emflow", kind)], breakdown[("bare", kind)]
+        print(f"  {kind:<56} {'emflow':>16} {'bare':>16}")
+        print(f"    {'total':<54} {_cw(e['cpu'], e['wall'])} {_cw(b['cpu'], b['wall'])}   CPU ratio "
+              f"{b['cpu'] / e['cpu']:.2f}")
+        print(f"    {'SQL statements per request':<54} {e['statements']:>16.1f} {b['statements']:>16.1f}")
+        labels = sorted(set(e["parts"]) | set(b["parts"]), key=lambda k: -e["parts"].get(k, (0, 0))[0])
+        for label in labels:
+            print(f"    {label:<54} {_cw(*e['parts'].get(label, (0, 0)))} {_cw(*b['parts'].get(label, (0, 0)))}")
+        rest = [x["cpu"] - sum(c for c, _ in x["parts"].values()) for x in (e, b)]
+        rest_wall = [x["wall"] - sum(w for _, w in x["parts"].values()) for x in (e, b)]
+        print(f"    {'Flask, flask-smorest, web layer and the rest':<54} {_cw(rest[0], rest_wall[0])} "
+              f"{_cw(rest[1], rest_wall[1])}")
+
+
+def _cw(cpu: float, wall: float) -> str:
+    return f"{cpu * 1000:6.2f} ({wall * 1000:5.2f})"
 
 
 def ratio(results: dict, phase: str) -> float:
@@ -472,12 +526,7 @@ def main() -> None:
     print(f"reference bare stack (performance-reference §2): ~558 completions/s, ~1,453 reads/s; this run's bare "
           f"stack (median rounds): {b['complete']['rps']:.0f}/s and {br['read']['rps']:.0f}/s")
     print()
-    print("emflow requests in-process (Flask test client, one at a time; mean per request, exclusive times):")
-    for kind, (total, parts, sql) in breakdown.items():
-        print(f"  {kind}: {total * 1000:.2f} ms, {sql:.1f} SQL statements per request")
-        for label, value in sorted(parts.items(), key=lambda kv: -kv[1]):
-            print(f"    {label:<56} {value * 1000:7.2f} ms")
-        print(f"    {'Flask + flask-smorest + marshmallow + rest':<56} {(total - sum(parts.values())) * 1000:7.2f} ms")
+    print_breakdown(breakdown)
     print(f"load average at the end: {B.loadavg()}")
     print("BENCHRESULT " + json.dumps({"rounds": [{name: {k: res[name][k] for k in ("complete", "read")}
                                                     for name in ("emflow", "bare")} for res in rounds],
