@@ -142,6 +142,15 @@ def gateways(session: Session, actor) -> list[Gateway]:
     return list(session.scalars(select(Gateway).order_by(Gateway.code)))
 
 
+def gateway(session: Session, actor, gateway_id: int) -> Gateway:
+    """One registered gateway (monitoring administrators); NotFound if there is none."""
+    _require_admin(actor)
+    found = session.get(Gateway, gateway_id)
+    if found is None:
+        raise NotFound(f"gateway {gateway_id} not found")
+    return found
+
+
 def gateway_by_token(session: Session, token: str) -> Gateway:
     """The enabled gateway holding this credential; AuthenticationFailed otherwise."""
     gateway = session.scalar(select(Gateway).where(Gateway.token_hash == hash_token(token or "")))

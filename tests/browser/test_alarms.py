@@ -86,3 +86,39 @@ def test_the_duty_person_shelves_the_point_on_a_desktop_and_unshelves_it_on_a_ph
     assert point(db, alarm.point_id).shelved_until is None
     no_horizontal_scroll(phone)
     shots(phone, "phone-shelve-form")
+
+
+def test_the_administrator_registers_a_gateway_and_sets_its_silence_threshold(browser, server, db, config, shots):
+    token, _ = register(db, [LEVEL])
+    Edge(db, config, token).send("plc.level", 5.0)
+
+    desk = login(browser, server, "admin")
+    desk.goto(f"{server}/alarms")
+    desk.get_by_role("link", name="网关").click()
+    expect(desk.get_by_text("正常上报")).to_be_visible()
+    form = desk.locator("form", has=desk.get_by_role("button", name="登记"))
+    form.get_by_label("编码").fill("gw-02")
+    form.get_by_label("名称").fill("二号网关（储罐区）")
+    form.get_by_label("企业").select_option(index=1)
+    form.get_by_role("button", name="登记").click()
+    expect(desk.get_by_role("heading", name="网关 gw-02 的接入凭证")).to_be_visible()
+    expect(desk.locator("code.api-key")).to_contain_text("gw_")
+    expect(desk.get_by_text("从未上报")).to_be_visible()
+    no_horizontal_scroll(desk)
+    shots(desk, "gateways-registered")
+
+    desk.locator("tr", has=desk.get_by_text("gw-02")).get_by_role("link", name="设置").click()
+    desk.get_by_label("通信中断阈值（分钟；留空为默认值 5 分钟）").fill("0")
+    desk.get_by_role("button", name="保存").click()  # the browser refuses 0 before sending
+    expect(desk.locator("input[name=minutes]:invalid")).to_have_count(1)
+    desk.get_by_label("通信中断阈值（分钟；留空为默认值 5 分钟）").fill("30")
+    shots(desk, "gateway-settings")
+    desk.get_by_role("button", name="保存").click()
+    expect(desk.get_by_text("网关设置已保存。")).to_be_visible()
+    expect(desk.locator("tr", has=desk.get_by_text("gw-02"))).to_contain_text("30 分钟")
+
+    phone = login(browser, server, "admin", viewport=PHONE)
+    phone.goto(f"{server}/alarms/gateways")
+    expect(phone.get_by_text("二号网关（储罐区）")).to_be_visible()
+    no_horizontal_scroll(phone)
+    shots(phone, "gateways-phone")

@@ -416,3 +416,11 @@ def test_only_monitoring_administrators_change_gateways_and_an_unknown_one_is_no
     assert gateway_row(db).enabled
     with db.transaction() as s, pytest.raises(NotFound):
         monitoring.update_gateway(s, load_user(s, "admin"), 999_999, {"enabled": False})
+    with db.session() as s:
+        assert monitoring.gateway(s, load_user(s, "admin"), gateway_row(db).id).code == gateway_row(db).code
+        with pytest.raises(Forbidden):
+            monitoring.gateway(s, load_user(s, "huang.jian"), gateway_row(db).id)
+        with pytest.raises(Forbidden):
+            monitoring.gateways(s, load_user(s, "huang.jian"))
+        with pytest.raises(NotFound):
+            monitoring.gateway(s, load_user(s, "admin"), 999_999)

@@ -17,6 +17,7 @@ from . import (
     alarms,
     auth,
     files,
+    gateways,
     inbox,
     instances,
     integration,
@@ -29,7 +30,7 @@ from . import (
 )
 
 BLUEPRINTS = (auth.bp, inbox.bp, processes.bp, taskpage.bp, instances.bp, files.bp, notices.bp, admin.bp, lookup.bp,
-              sheet.bp, opinions.bp, integration.bp, alarms.bp)
+              sheet.bp, opinions.bp, integration.bp, alarms.bp, gateways.bp)
 
 def register(app: Flask) -> None:
     for bp in BLUEPRINTS:
