@@ -14,8 +14,8 @@ from __future__ import annotations
 import math
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import select, text
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import Session
 
 from . import clock
@@ -105,8 +105,8 @@ def ingest(session: Session, config: Config, gateway: Gateway, body) -> dict:
         first.setdefault(r["id"], r)
     new = _insert_new(session, [
         {"reading_id": i, "point_id": points[r["point"]].id, "seq": r["seq"], "ts": r["ts"], "value": r["value"],
-         "quality": r["quality"], "historical": r["historical"], "received_at": now}
-        for i, r in first.items() if r["point"] in points])
+         "quality": r["quality"], "historical": r["historical"]}
+        for i, r in first.items() if r["point"] in points], now)
     accepted, duplicates, unknown = [], [], []
     by_point: dict[int, list] = {}
     for r in readings:
@@ -145,15 +145,30 @@ def ingest(session: Session, config: Config, gateway: Gateway, body) -> dict:
     return {"accepted": accepted, "duplicates": duplicates, "unknown": unknown}
 
 
-def _insert_new(session: Session, rows: list[dict]) -> set[str]:
+# PostgreSQL takes a batch as eight arrays: one short statement whatever the batch size, so psycopg and the server
+# prepare it once. A multi-row VALUES insert of 100 readings (800 parameters) was split and parsed again for every
+# batch and cost about a third of the batch's time.
+_INSERT_ARRAYS = text("""
+    INSERT INTO reading (reading_id, point_id, seq, ts, value, quality, historical, received_at)
+    SELECT r.*, CAST(:received_at AS timestamptz)
+    FROM unnest(CAST(:reading_id AS varchar[]), CAST(:point_id AS integer[]), CAST(:seq AS bigint[]),
+                CAST(:ts AS timestamptz[]), CAST(:value AS double precision[]), CAST(:quality AS varchar[]),
+                CAST(:historical AS boolean[])) AS r
+    ON CONFLICT (reading_id) DO NOTHING RETURNING reading_id""")
+_ARRAY_COLUMNS = ("reading_id", "point_id", "seq", "ts", "value", "quality", "historical")
+
+
+def _insert_new(session: Session, rows: list[dict], received_at: datetime) -> set[str]:
     """Insert the rows whose reading_id is not stored yet; returns the reading_ids inserted."""
     if not rows:
         return set()
-    insert = (postgresql.insert if session.bind.dialect.name == "postgresql" else sqlite.insert)(Reading)
-    stmt = insert.on_conflict_do_nothing(index_elements=[Reading.reading_id]).returning(Reading.reading_id)
     # On PostgreSQL an id that another open transaction is inserting (the same id through another gateway) makes
     # this insert wait for that one's outcome rather than fail, and skip the row only if it committed.
-    return set(session.scalars(stmt, rows))
+    if session.bind.dialect.name == "postgresql":
+        params = {c: [r[c] for r in rows] for c in _ARRAY_COLUMNS}
+        return set(session.connection().scalars(_INSERT_ARRAYS, {**params, "received_at": received_at}))
+    stmt = sqlite.insert(Reading).on_conflict_do_nothing(index_elements=[Reading.reading_id])
+    return set(session.scalars(stmt.returning(Reading.reading_id), [{**r, "received_at": received_at} for r in rows]))
 
 
 def _chunks(values: list, size: int = _CHUNK):
