@@ -129,9 +129,11 @@ def ingest(session: Session, config: Config, gateway: Gateway, body) -> dict:
     gateway.last_seen_at = now
     evaluator.heard(gateway, now)  # readings or a heartbeat alike: the gateway is not silent
     if status is not None:
-        gateway.health = status
+        previous, gateway.health = gateway.health, status
         devices = status.get("devices")
-        if isinstance(devices, dict):
+        # The same devices in the same states as the last status block: their rows exist and hold those states, so
+        # there is nothing to create, raise or return (most batches; this skips a SELECT of the gateway's devices).
+        if isinstance(devices, dict) and devices != (previous or {}).get("devices"):
             known = {d.name: d for d in session.scalars(select(Device).where(Device.gateway_id == gateway.id))}
             for name, state in devices.items():
                 device = known.get(name)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from engine import clock, monitoring
 from engine.errors import AuthenticationFailed, Forbidden, ValidationFailed
@@ -104,3 +104,23 @@ def test_bodies_are_checked(db, edge):
     with pytest.raises(ValidationFailed) as info:
         edge.post([{**edge.reading("plc.level", 1.0), "seq": -1}])
     assert "readings[0].seq" in info.value.errors
+
+
+def test_an_unchanged_device_block_is_not_looked_up_again_and_a_change_is_seen(db, edge):
+    edge.post([], devices={"plc": "online", "gas": "online"})
+    seen = []
+
+    def listen(_conn, _cursor, statement, *_args):
+        seen.append(statement)
+
+    event.listen(db.write_engine, "before_cursor_execute", listen)
+    try:
+        edge.post([], devices={"plc": "online", "gas": "online"})
+        assert not [s for s in seen if "FROM device" in s]
+        edge.post([], devices={"plc": "online", "gas": "offline"})
+        assert [s for s in seen if "FROM device" in s]
+    finally:
+        event.remove(db.write_engine, "before_cursor_execute", listen)
+    assert [a.condition for a in open_alarms(db)] == ["offline"]
+    edge.post([], devices={"plc": "online", "gas": "online"})
+    assert open_alarms(db)[0].active is False
