@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from . import audit, clock
@@ -149,6 +149,28 @@ def gateway(session: Session, actor, gateway_id: int) -> Gateway:
     if found is None:
         raise NotFound(f"gateway {gateway_id} not found")
     return found
+
+
+def enterprises(session: Session, actor, q: str = "", limit: int = 20) -> list[Enterprise]:
+    """Enterprises whose name or credit code contains ``q``, by name (the gateway page's picker)."""
+    _require_admin(actor)
+    stmt = select(Enterprise)
+    if q:
+        stmt = stmt.where(or_(Enterprise.name.icontains(q, autoescape=True),
+                              Enterprise.credit_code.icontains(q, autoescape=True)))
+    return list(session.scalars(stmt.order_by(Enterprise.name).limit(limit)))
+
+
+def enterprise_named(session: Session, actor, text: str) -> Enterprise:
+    """The enterprise with this credit code, or the only one with exactly this name; ValidationFailed otherwise."""
+    _require_admin(actor)
+    found = session.scalars(select(Enterprise).where(or_(Enterprise.credit_code == text, Enterprise.name == text))
+                            .limit(2)).all()
+    if len(found) != 1:
+        raise ValidationFailed("no single enterprise has this credit code or name",
+                               errors={"enterprise": [{"code": "unknown" if not found else "ambiguous",
+                                                       "message": text}]})
+    return found[0]
 
 
 def gateway_by_token(session: Session, token: str) -> Gateway:

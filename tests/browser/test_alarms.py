@@ -13,7 +13,7 @@ from playwright.sync_api import expect
 
 from engine import clock
 from tests.browser.conftest import PHONE, login, no_horizontal_scroll
-from tests.engine.alarm_helpers import LEVEL, Edge, open_alarms, point, register
+from tests.engine.alarm_helpers import LEVEL, Edge, add_enterprise, open_alarms, point, register
 
 pytestmark = pytest.mark.browser
 
@@ -90,6 +90,7 @@ def test_the_duty_person_shelves_the_point_on_a_desktop_and_unshelves_it_on_a_ph
 
 def test_the_administrator_registers_a_gateway_and_sets_its_silence_threshold(browser, server, db, config, shots):
     token, _ = register(db, [LEVEL])
+    add_enterprise(db, "平南县金矿尾矿库有限公司", "尾矿库")
     Edge(db, config, token).send("plc.level", 5.0)
 
     desk = login(browser, server, "admin")
@@ -99,7 +100,12 @@ def test_the_administrator_registers_a_gateway_and_sets_its_silence_threshold(br
     form = desk.locator("form", has=desk.get_by_role("button", name="登记"))
     form.get_by_label("编码").fill("gw-02")
     form.get_by_label("名称").fill("二号网关（储罐区）")
-    form.get_by_label("企业").select_option(index=1)
+    expect(desk.locator("#enterprise-options option")).to_have_count(2)  # the first suggestions: both
+    picker = form.get_by_label("企业")
+    picker.press_sequentially("尾矿")  # the lookup refills the datalist as one types
+    expect(desk.locator("#enterprise-options option")).to_have_count(1)
+    option = desk.locator("#enterprise-options option[label*=尾矿]")
+    picker.fill(option.get_attribute("value"))  # what choosing the suggestion enters: the credit code
     form.get_by_role("button", name="登记").click()
     expect(desk.get_by_role("heading", name="网关 gw-02 的接入凭证")).to_be_visible()
     expect(desk.locator("code.api-key")).to_contain_text("gw_")

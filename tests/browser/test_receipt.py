@@ -111,6 +111,8 @@ def test_leader_signs_by_hand_on_a_phone(browser, server, shots, db, config):
     page.locator(".task-card a").first.click()
     page.locator(".more-ops summary", has_text="加签").click()
     shots(page, "wang.fang-desktop-handle")
+    page.locator(".op-addSigner input[name=users]").press_sequentially("zhou")  # suggestions as one types
+    expect(page.locator("#people-signers option[value='zhou.qiang']")).to_have_count(1)
     page.context.close()
 
     # 周强 reads it under 抄送我的; the read receipt shows on the instance.

@@ -11,7 +11,7 @@ from engine import clock, monitoring
 from engine.errors import AuthenticationFailed
 from engine.models import SystemEvent
 from engine.models.monitoring import Gateway
-from tests.engine.alarm_helpers import LEVEL, Edge, enterprise_id, register
+from tests.engine.alarm_helpers import LEVEL, PLANT, Edge, enterprise_id, register
 
 
 def gateway(db, code: str = "gw-01") -> Gateway:
@@ -35,8 +35,8 @@ def test_the_list_shows_each_gateways_state_and_threshold(web, client, db, confi
 
 def test_registering_shows_the_credential_once_and_it_works(web, client, db, config):
     web.login("admin")
-    response = web.post("/alarms/gateways", {"code": "gw-new", "name": "新网关",
-                                             "enterprise_id": str(enterprise_id(db))}, page="/alarms/gateways")
+    response = web.post("/alarms/gateways", {"code": "gw-new", "name": "新网关", "enterprise": PLANT},
+                        page="/alarms/gateways")
     page = response.get_data(as_text=True)
     assert response.status_code == 200 and "网关 gw-new 的接入凭证" in page
     token = page.split('<code class="api-key">')[1].split("</code>")[0]
@@ -48,12 +48,27 @@ def test_registering_shows_the_credential_once_and_it_works(web, client, db, con
     assert gateway(db, "gw-new").last_seen_at is not None
 
 
+def test_the_enterprise_picker_finds_by_name_or_credit_code_and_a_name_registers_too(web, client, db):
+    web.login("admin")
+    found = client.get("/alarms/gateways/enterprises?q=鑫安").get_json()
+    assert {"value": PLANT, "label": "南宁市兴宁区鑫安化工有限公司"} in found
+    assert client.get(f"/alarms/gateways/enterprises?q={PLANT[:6].lower()}").get_json()[0]["value"] == PLANT
+    assert client.get("/alarms/gateways/enterprises?q=%25").get_json() == []  # a LIKE wildcard is a plain character
+    assert f'<option value="{PLANT}"' in client.get("/alarms/gateways").get_data(as_text=True)  # first suggestions
+    response = web.post("/alarms/gateways", {"code": "gw-named", "enterprise": "南宁市兴宁区鑫安化工有限公司"},
+                        page="/alarms/gateways")
+    assert response.status_code == 200 and gateway(db, "gw-named").enterprise_id == enterprise_id(db)
+    web.login("huang.jian")
+    assert client.get("/alarms/gateways/enterprises?q=鑫安").status_code == 403
+
+
 def test_bad_registrations_say_why_and_register_nothing(web, client, db):
     web.login("admin")
     register(db, [])
-    for form, message in (({"code": "gw 01", "enterprise_id": str(enterprise_id(db))}, "网关编码为"),
-                          ({"code": "gw-01", "enterprise_id": str(enterprise_id(db))}, "网关编码为"),
-                          ({"code": "gw-02", "enterprise_id": ""}, "请选择企业")):
+    for form, message in (({"code": "gw 01", "enterprise": PLANT}, "网关编码为"),
+                          ({"code": "gw-01", "enterprise": PLANT}, "网关编码为"),
+                          ({"code": "gw-02", "enterprise": ""}, "请从列表中选择企业"),
+                          ({"code": "gw-02", "enterprise": "没有这家企业"}, "请从列表中选择企业")):
         response = web.post("/alarms/gateways", form, page="/alarms/gateways")
         assert response.status_code == 422 and message in response.get_data(as_text=True)
     with db.session() as s:

@@ -2,7 +2,7 @@
 shown once), and its settings: name, enabled, how long it may stay unheard before its silence alarm."""
 from __future__ import annotations
 
-from flask import Blueprint, flash, g, redirect, render_template, request, url_for
+from flask import Blueprint, flash, g, jsonify, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import select
@@ -18,6 +18,7 @@ from ..security import permission_required
 
 bp = Blueprint("gateways", __name__, url_prefix="/alarms/gateways")
 MAX_MINUTES = monitoring.MAX_SILENT_AFTER_S // 60
+PICKER_SIZE = 20
 STATES = {"reporting": _l("Reporting"), "silent": _l("Communication lost"), "never": _l("Never reported"),
           "disabled": _l("Disabled")}
 
@@ -48,8 +49,10 @@ def index(new_token: str | None = None, new_code: str | None = None, form: dict 
     with platform().db.session() as s:
         now = clock.now()
         rows = [_row(gw, now) for gw in monitoring.gateways(s, g.user)]
-        enterprises = list(s.execute(select(Enterprise.id, Enterprise.name).order_by(Enterprise.name)))
-    return render_template("gateways.html", rows=rows, enterprises=dict(enterprises), new_token=new_token,
+        names = dict(s.execute(select(Enterprise.id, Enterprise.name).where(
+            Enterprise.id.in_({r["gateway"].enterprise_id for r in rows}))).all()) if rows else {}
+        offered = monitoring.enterprises(s, g.user, limit=PICKER_SIZE)  # the picker's first suggestions
+    return render_template("gateways.html", rows=rows, enterprises=names, offered=offered, new_token=new_token,
                            new_code=new_code, form=form or {}, errors=errors or {},
                            default_minutes=alarms.SILENT_AFTER_S // 60), status
 
@@ -57,14 +60,11 @@ def index(new_token: str | None = None, new_code: str | None = None, form: dict 
 @bp.route("", methods=["POST"])
 @permission_required(monitoring.PERMISSION)
 def register():
-    form = {k: request.form.get(k, "").strip() for k in ("code", "name", "enterprise_id")}
-    try:
-        enterprise_id = int(form["enterprise_id"])
-    except ValueError:
-        return index(form=form, errors={"enterprise_id": [_("Choose the enterprise.")]}, status=422)
+    form = {k: request.form.get(k, "").strip() for k in ("code", "name", "enterprise")}
     try:
         with platform().db.transaction() as s:
-            gateway, token = monitoring.create_gateway(s, g.user, form["code"], enterprise_id, form["name"][:200])
+            enterprise = monitoring.enterprise_named(s, g.user, form["enterprise"])
+            gateway, token = monitoring.create_gateway(s, g.user, form["code"], enterprise.id, form["name"][:200])
             code = gateway.code
     except ValidationFailed as exc:
         return index(form=form, errors=_field_errors(exc), status=422)
@@ -73,6 +73,16 @@ def register():
         return redirect(url_for("gateways.index"))
     # Rendered, not redirected: the credential is shown once and never stored in the session cookie.
     return index(new_token=token, new_code=code)
+
+
+@bp.route("/enterprises")
+@permission_required(monitoring.PERMISSION)
+def enterprises():
+    """The picker's lookup: enterprises matching a name or credit-code fragment, as datalist options."""
+    q = request.args.get("q", "").strip()[:50]
+    with platform().db.session() as s:
+        return jsonify([{"value": e.credit_code, "label": e.name}
+                        for e in monitoring.enterprises(s, g.user, q, limit=PICKER_SIZE)])
 
 
 @bp.route("/<int:gateway_id>")
@@ -128,6 +138,7 @@ def _field_errors(exc: ValidationFailed) -> dict[str, list[str]]:
         "name": _("Enter a name of at most 200 characters."),
         "code": _("A gateway code is 1 to 64 letters, digits, '.', '-' or '_', and not taken."),
         "silent_after_s": _("Between 1 minute and %(max)s minutes (7 days).", max=MAX_MINUTES),
+        "enterprise": _("Choose the enterprise from the list (its name or credit code)."),
     }
     errors = {("minutes" if key == "silent_after_s" else key): [texts.get(key, i18n.error_text(exc))]
               for key in exc.errors}

@@ -20,28 +20,37 @@
     });
   });
 
-  // User pickers: fill the datalist as the user types.
+  // Pickers: fill the input's datalist from a lookup as the user types.
   var timer = null;
-  document.querySelectorAll('[data-user-lookup]').forEach(function (input) {
-    var list = document.getElementById(input.getAttribute('data-user-lookup'));
+  function lookup(input, url, toOption) {
+    var list = document.getElementById(input.getAttribute('list'));
     input.addEventListener('input', function () {
       clearTimeout(timer);
       var q = input.value.trim();
       if (!q) { return; }
       timer = setTimeout(function () {
-        fetch('/lookup/users?q=' + encodeURIComponent(q), { credentials: 'same-origin' })
+        fetch(url + '?q=' + encodeURIComponent(q), { credentials: 'same-origin' })
           .then(function (r) { return r.ok ? r.json() : []; })
-          .then(function (users) {
+          .then(function (items) {
             list.innerHTML = '';
-            users.forEach(function (u) {
+            items.forEach(function (item) {
               var option = document.createElement('option');
-              option.value = u.username;
-              option.label = u.name + (u.unit ? '（' + u.unit + '）' : '');
+              var o = toOption(item);
+              option.value = o.value;
+              option.label = o.label;
               list.appendChild(option);
             });
           });
       }, 200);
     });
+  }
+  document.querySelectorAll('[data-user-lookup]').forEach(function (input) {
+    lookup(input, '/lookup/users', function (u) {
+      return { value: u.username, label: u.name + (u.unit ? '（' + u.unit + '）' : '') };
+    });
+  });
+  document.querySelectorAll('[data-lookup-url]').forEach(function (input) {
+    lookup(input, input.getAttribute('data-lookup-url'), function (item) { return item; });
   });
 
   // Common opinions: a tap puts the phrase into the opinion box; "save" keeps the typed text as one's own.
