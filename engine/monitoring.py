@@ -77,13 +77,10 @@ def create_gateway(session: Session, actor, code: str, enterprise_id: int, name:
 
 def rotate_token(session: Session, actor, gateway_id: int) -> str:
     """Give a gateway a new credential (the old one stops working at once); returns it."""
-    _require_admin(actor)
-    gateway = session.get(Gateway, gateway_id)
-    if gateway is None:
-        raise NotFound(f"gateway {gateway_id} not found")
+    found = gateway(session, actor, gateway_id)
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
-    gateway.token_hash = hash_token(token)
-    audit.record_system(session, "gateway_token_rotated", actor, target=gateway.code)
+    found.token_hash = hash_token(token)
+    audit.record_system(session, "gateway_token_rotated", actor, target=found.code)
     return token
 
 

@@ -35,7 +35,7 @@ from .models import (
     utcnow,
 )
 from .org import leader_of
-from .runtime import Step, _reaches
+from .runtime import Step, _reaches, signers_waiting
 from .tasks import OWNER_ONLY, _acting_for, _lock_open_task, complete, finish, may_act, notify_signer
 
 POSITIONS = ("before", "after", "parallel")
@@ -68,8 +68,7 @@ def _user(session: Session, username: str, field: str = "username") -> User:
 def _signers_involved(session: Session, task: HumanTask) -> bool:
     """Added signers still to sign: before (the task is blocked), after the decision (planned, or pending)
     or in parallel. A task is not returned or rejected past them; they are removed first (减签)."""
-    return task.blocked or task.pending is not None or (task.has_signers and session.scalar(select(HumanTask.id).where(
-        HumanTask.parent_task_id == task.id, HumanTask.state.in_(("open", "planned"))).limit(1)) is not None)
+    return task.blocked or task.pending is not None or signers_waiting(session, task)
 
 
 def _open_task(session: Session, config: Config, user, task_id: str, action: str) -> tuple[Step, HumanTask]:

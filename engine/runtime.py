@@ -51,9 +51,14 @@ MAX_AUTOMATIC_ROUNDS = 50  # approver rules may complete tasks that lead to more
 TIMER_EVENTS = ("DurationTimerEventDefinition", "TimeDateEventDefinition", "CycleTimerEventDefinition")
 
 
-# Are added signers still to sign a task? Asked when a step opens through a task that has had signers.
 _SIGNERS_WAITING = select(exists().where(HumanTask.parent_task_id == bindparam("task_id"),
                                          HumanTask.state.in_(("open", "planned"))))
+
+
+def signers_waiting(session: Session, task: HumanTask) -> bool:
+    """Are added signers still to sign ``task``? Asks the database only for a task that has ever had signers (the
+    flag is on the locked row, so a signer added just before is never missed)."""
+    return bool(task.has_signers and session.connection().scalar(_SIGNERS_WAITING, {"task_id": task.id}))
 
 
 _INSERT_CANDIDATES = insert(TaskCandidate.__table__)
@@ -212,9 +217,8 @@ class Step:
         instance, task_row, org_version = found
         step = cls(session, config, instance, actor)
         step.task_row, step.org_version = task_row, org_version
-        if task_row is not None and task_row.has_signers:
-            # A statement of its own: signers added by whoever held the lock before us count.
-            step.signers_waiting = session.connection().scalar(_SIGNERS_WAITING, {"task_id": task_row.id})
+        if task_row is not None:  # a statement of its own: signers added by whoever held the lock before us count
+            step.signers_waiting = signers_waiting(session, task_row)
         step.workflow = state_from_json(instance.state, step.version.spec, step.version.subprocess_specs,
                                         lambda: step.version.spec_json)
         step.workflow.script_engine = step.engine

@@ -355,8 +355,10 @@ def inprocess_breakdown(prep: dict, tmp: Path, n: int) -> dict:
                         (BpmnWorkflowSerializer, "deserialize_json"), (BpmnWorkflowSerializer, "serialize_json"),
                         (Task, "run"), (BpmnWorkflow, "do_engine_steps")):
         bd.wrap(owner, attr, spiff)
-    engine = app.extensions["emflow"].db.write_engine  # its listeners also hear the autocommit read engine
-    event.listen(engine, "before_cursor_execute", count)
+    # The write engine's listeners also hear emflow's autocommit read engine; bare_app keeps its own engine.
+    engines = (app.extensions["emflow"].db.write_engine, bare.config["BARE_ENGINE"])
+    for engine in engines:
+        event.listen(engine, "before_cursor_execute", count)
     out = {}
     try:
         for stack, client in (("emflow", app.test_client()), ("bare", bare.test_client())):
@@ -370,8 +372,6 @@ def inprocess_breakdown(prep: dict, tmp: Path, n: int) -> dict:
                                       ("complete", lines[f"{stack}_breakdown.txt"], post)):
                 for path, token in items[:10]:  # warm-up
                     assert call(path, token).status_code == 200
-                if stack == "bare":  # bare_app has its own engine: count its statements too
-                    event.listen(bare_app_engine(bare), "before_cursor_execute", count)
                 bd.reset()
                 statements["n"] = 0
                 t0, c0 = time.perf_counter(), time.process_time()
@@ -379,21 +379,15 @@ def inprocess_breakdown(prep: dict, tmp: Path, n: int) -> dict:
                     response = call(path, token)
                     assert response.status_code == 200, response.get_data(as_text=True)[:300]
                 wall, cpu = (time.perf_counter() - t0) / n, (time.process_time() - c0) / n
-                if stack == "bare":
-                    event.remove(bare_app_engine(bare), "before_cursor_execute", count)
                 out[(stack, kind)] = {"wall": wall, "cpu": cpu, "statements": statements["n"] / n,
                                       "parts": {k: (bd.cpu[k] / n, bd.totals[k] / n) for k in bd.totals}}
     finally:
         bd.undo()
-        event.remove(engine, "before_cursor_execute", count)
+        for engine in engines:
+            event.remove(engine, "before_cursor_execute", count)
         app.extensions["emflow"].db.dispose()
-        bare_app_engine(bare).dispose()
+        engines[1].dispose()
     return out
-
-
-def bare_app_engine(app):
-    """The SQLAlchemy engine bare_app.create_app() made (kept on the app for this breakdown)."""
-    return app.config["BARE_ENGINE"]
 
 
 def print_breakdown(breakdown: dict) -> None:
