@@ -141,3 +141,38 @@ def test_dispatch_from_draft_to_distribution(browser, server, shots, tmp_path):
     page.goto(f"{server}/start")
     expect(page.locator(".empty")).to_be_visible()
     page.context.close()
+
+
+def test_file_picker_names_the_files_and_keeps_back_one_too_large(browser, server, shots, tmp_path):
+    small = tmp_path / "正文.pdf"
+    small.write_bytes(b"%PDF-1.4\n% emflow browser test\n")
+    big = tmp_path / "扫描件.pdf"
+    with open(big, "wb") as f:
+        f.truncate(20 * 1024 * 1024 + 1)  # one byte over the default limit (sparse: nothing is written)
+    page = login(browser, server, "zhang.wei", PHONE)
+    page.goto(f"{server}/start")
+    page.click("form[action='/start/document_dispatch'] button")
+    field = page.locator("#field-body_file")
+    # The page's own words, whatever language the browser speaks, and the limit before anyone hits it.
+    expect(field.locator(".file-picker-button")).to_have_text("选择文件")
+    expect(field.locator(".file-picker-names")).to_have_text("未选择文件")
+    expect(field).to_contain_text("单个文件不超过 20 MB")
+
+    # Too large: named as such, and the form is not sent (the request would fail whole, losing what was typed).
+    page.fill("input[name='f.title']", TITLE)
+    page.set_input_files("input[name='upload.body_file']", str(big))
+    expect(field.locator(".file-picker-name.error")).to_have_text("扫描件.pdf（20.0 MB）：超过 20 MB，无法上传")
+    shots(page, "zhang.wei-phone-file-too-large")
+    url = page.url
+    _submit(page)
+    expect(page).to_have_url(url)
+    expect(page.locator("input[name='f.title']")).to_have_value(TITLE)
+    expect(page.locator(".task-form button[type=submit]").first).to_be_enabled()
+    no_horizontal_scroll(page)
+
+    # A file of an allowed size goes: the server's own checks answer (the other required fields are empty).
+    page.set_input_files("input[name='upload.body_file']", str(small))
+    expect(field.locator(".file-picker-name")).to_have_text("正文.pdf（31 B）")
+    _submit(page)
+    expect(page.locator("#field-doc_type .error")).to_contain_text("此项为必填项")
+    expect(page.locator("input[name='f.title']")).to_have_value(TITLE)

@@ -41,7 +41,7 @@ def register(app: Flask) -> None:
     app.jinja_env.globals["event_text"] = event_text
     app.jinja_env.globals["item_label"] = item_label
     app.jinja_env.globals.update(decision_text=decision_text, position_text=position_text, reason_text=reason_text,
-                                  category_text=category_text)
+                                  category_text=category_text, upload_limit=lambda: platform().config.max_upload_bytes)
 
     @app.context_processor
     def badges():

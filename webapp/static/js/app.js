@@ -133,6 +133,43 @@
     size();
   });
 
+  // File pickers: the chosen files with their sizes in the page's language, and no upload of a file the server
+  // would refuse for its size (the request would fail as a whole and the user would have to start again).
+  function fileSize(bytes) {
+    if (bytes < 1024) { return bytes + ' B'; }
+    return bytes < 1024 * 1024 ? (bytes / 1024).toFixed(1) + ' KB' : (bytes / 1024 / 1024).toFixed(1) + ' MB';
+  }
+  function tooBig(picker) {
+    var limit = Number(picker.getAttribute('data-limit'));
+    return Array.prototype.some.call(picker.querySelector('input[type=file]').files, function (f) { return f.size > limit; });
+  }
+  document.querySelectorAll('[data-file-picker]').forEach(function (picker) {
+    var input = picker.querySelector('input[type=file]');
+    var names = picker.querySelector('.file-picker-names');
+    var limit = Number(picker.getAttribute('data-limit'));
+    picker.classList.add('enhanced');
+    input.addEventListener('change', function () {
+      names.textContent = input.files.length ? '' : picker.getAttribute('data-none');
+      Array.prototype.forEach.call(input.files, function (file) {
+        var item = document.createElement('span');
+        item.className = 'file-picker-name' + (file.size > limit ? ' error' : '');
+        item.textContent = file.name + '（' + fileSize(file.size) + '）' +
+          (file.size > limit ? picker.getAttribute('data-too-big') : '');
+        names.appendChild(item);
+      });
+    });
+  });
+  document.querySelectorAll('form').forEach(function (form) {
+    form.addEventListener('submit', function (event) {
+      var bad = Array.prototype.find.call(form.querySelectorAll('[data-file-picker]'), tooBig);
+      if (bad) {
+        event.preventDefault();
+        bad.querySelector('input[type=file]').focus();
+        bad.scrollIntoView({ block: 'center' });
+      }
+    });
+  });
+
   // Confirm destructive actions.
   document.addEventListener('click', function (event) {
     var button = event.target.closest('[data-confirm]');
@@ -141,7 +178,8 @@
 
   // Do not submit twice.
   document.querySelectorAll('form').forEach(function (form) {
-    form.addEventListener('submit', function () {
+    form.addEventListener('submit', function (event) {
+      if (event.defaultPrevented) { return; }
       setTimeout(function () {
         form.querySelectorAll('button[type=submit], button:not([type])').forEach(function (b) { b.disabled = true; });
       }, 0);
