@@ -395,6 +395,22 @@ def call(db, config: Config, registry: Registry, limiter: RateLimiter, consumer_
     return outcome
 
 
+def refuse(db, consumer_key: str | None, service_key: str, operation: str, protocol: str, status: int, code: str,
+           message: str) -> None:
+    """Log a call refused before call() could read it (a body that is not JSON, a SOAP envelope that cannot be
+    read, a service the consumer cannot see): in the consumer's call log, like call()'s own refusals, so whoever
+    looks into a partner's failing calls finds them; without a valid key only in the server log, as call() does."""
+    with db.session() as s:
+        try:
+            consumer_id = authenticate(s, consumer_key).id
+        except AuthenticationFailed:
+            log.warning("gateway: a call to %s/%s without a valid API key was refused", service_key[:64],
+                        operation[:128])
+            return
+    _log(db, service_key, operation, consumer_id, protocol,
+         Outcome(status, {"code": code, "status": status, "message": message, "errors": {}}, message), None, [], 0.0)
+
+
 def _validate(schema: dict, arguments: dict) -> None:
     errors: dict[str, list] = {}
     for error in Draft202012Validator(schema).iter_errors(arguments):

@@ -93,7 +93,7 @@ def test_keys_permissions_and_schemas_are_enforced(client, admin, outside, duty,
     with db.session() as s:  # a known consumer's refusals are in its call log and statistics
         calls = s.query(BusCall.service, BusCall.operation, BusCall.status, BusCall.ok).order_by(BusCall.id).all()
     assert calls == [("duty", "Report", 403, False), ("nothing", "QueryDuty", 404, False),
-                     ("duty", "QueryDuty", 422, False)]
+                     ("duty", "QueryDuty", 422, False), ("duty", "QueryDuty", 422, False)]
 
 
 def test_a_rotated_or_disabled_key_stops_working_at_once(client, admin, outside, duty):
@@ -264,17 +264,28 @@ def test_a_soap_caller_reaches_a_rest_service(client, admin, outside, duty, db):
         assert s.query(BusCall).one().protocol == "soap"
 
 
-def test_bad_soap_requests_get_faults_and_entities_are_never_expanded(client, admin, outside, duty):
+def test_bad_soap_requests_get_faults_and_entities_are_never_expanded(client, admin, outside, duty, db, caplog):
     key = consumer(client, admin, ["duty/*"])
     xxe = ('<?xml version="1.0"?><!DOCTYPE r [<!ENTITY x SYSTEM "file:///etc/hostname">]>'
            + envelope("QueryDuty", "<m:region>&x;</m:region>").split("?>", 1)[1])
-    for body, status in ((xxe, 400), ("<oops", 400), (envelope("Nothing", ""), 400),
-                         (envelope("QueryDuty", "<m:region>南宁</m:region>"), 422)):
-        answer = soap(client, key, "duty", body)
+    for service, body, status in (("duty", xxe, 400), ("duty", "<oops", 400), ("duty", envelope("Nothing", ""), 400),
+                                  ("duty", envelope("QueryDuty", "<m:region>南宁</m:region>"), 422),
+                                  ("nothing", envelope("QueryDuty", "", "nothing"), 404)):
+        answer = soap(client, key, service, body)
         assert answer.status_code == status, body
         assert b"<faultcode>soap:Client</faultcode>" in answer.data
     assert soap(client, "emf_nobody-000000000000", "duty", envelope("QueryDuty", "")).status_code == 401
     assert outside.requests == []
+    # Every refusal of a known consumer is in its call log, also those before the envelope could be read (a
+    # partner's failing calls must be findable); a call without a valid key only in the server log.
+    with db.session() as s:
+        calls = s.query(BusCall.service, BusCall.operation, BusCall.status, BusCall.protocol, BusCall.error).order_by(
+            BusCall.id).all()
+    assert [c[:4] for c in calls] == [("duty", "", 400, "soap")] * 3 + [("duty", "QueryDuty", 422, "soap"),
+                                                                      ("nothing", "", 404, "soap")]
+    assert all(c.error for c in calls) and "hostname" not in calls[0].error
+    assert [r.getMessage() for r in caplog.records if r.name == "emflow.bus"] == [
+        "gateway: a call to duty/ without a valid API key was refused"]
 
 
 def test_zeep_consumes_the_generated_wsdl(client, admin, config):

@@ -20,11 +20,14 @@ def call(service: str, operation: str):
 
     401 without a valid key, 403 when the consumer lacks the permission, 429 over its rate limit (with
     Retry-After), 422 for arguments that do not fit the schema, 502/504 when the outside system fails."""
+    p = platform()
     arguments = request.get_json(silent=True)
     if arguments is None and request.get_data():
-        raise ValidationFailed("the body is not valid JSON", errors={"body": [{"code": "invalid",
-                                                                               "message": "not JSON"}]})
-    p = platform()
+        error = ValidationFailed("the body is not valid JSON", errors={"body": [{"code": "invalid",
+                                                                                "message": "not JSON"}]})
+        bus.refuse(p.db, request.headers.get("X-API-Key"), service, operation, "json", error.status, error.code,
+                   error.message)
+        raise error
     try:
         outcome = bus.call(p.db, p.config, p.registry, p.bus_limiter, request.headers.get("X-API-Key"), service,
                            operation, arguments if arguments is not None else {},
@@ -58,14 +61,19 @@ def wsdl(service: str):
 @blp.route("/<service>/soap", methods=["POST"])
 def soap(service: str):
     """The same operations over SOAP 1.1 (document/literal): faults instead of JSON errors."""
+    p, key = platform(), request.headers.get("X-API-Key")
     try:
-        entry = _entry(service)
-        operation, arguments = soapfacade.parse(request.get_data(), entry["operations"])
-        p = platform()
-        outcome = bus.call(p.db, p.config, p.registry, p.bus_limiter, request.headers.get("X-API-Key"), service,
-                           operation, arguments, request.headers.get("Idempotency-Key"), protocol="soap")
-    except soapfacade.SoapError as exc:
-        return Response(soapfacade.fault("Client", str(exc)), status=400, mimetype="text/xml")
+        try:
+            entry = _entry(service)
+            operation, arguments = soapfacade.parse(request.get_data(), entry["operations"])
+        except soapfacade.SoapError as exc:
+            bus.refuse(p.db, key, service, "", "soap", 400, "malformed_envelope", str(exc))
+            return Response(soapfacade.fault("Client", str(exc)), status=400, mimetype="text/xml")
+        except EngineError as exc:  # a bad key or a service this consumer cannot see, before call() is reached
+            bus.refuse(p.db, key, service, "", "soap", exc.status, exc.code, exc.message)
+            raise
+        outcome = bus.call(p.db, p.config, p.registry, p.bus_limiter, key, service, operation, arguments,
+                           request.headers.get("Idempotency-Key"), protocol="soap")
     except EngineError as exc:
         side = "Client" if exc.status < 500 else "Server"
         return Response(soapfacade.fault(side, exc.message), status=500 if side == "Server" else exc.status,
