@@ -335,8 +335,7 @@ def call(db, config: Config, registry: Registry, limiter: RateLimiter, consumer_
         try:
             consumer = authenticate(s, consumer_key)
         except AuthenticationFailed:
-            log.warning("gateway: a call to %s/%s without a valid API key was refused", service_key[:64],
-                        operation[:128])
+            _log_keyless(service_key, operation)
             raise
         consumer_id, run_as_id, rate = consumer.id, consumer.run_as_id, consumer.rate_per_minute
         try:
@@ -404,11 +403,15 @@ def refuse(db, consumer_key: str | None, service_key: str, operation: str, proto
         try:
             consumer_id = authenticate(s, consumer_key).id
         except AuthenticationFailed:
-            log.warning("gateway: a call to %s/%s without a valid API key was refused", service_key[:64],
-                        operation[:128])
+            _log_keyless(service_key, operation)
             return
     _log(db, service_key, operation, consumer_id, protocol,
          Outcome(status, {"code": code, "status": status, "message": message, "errors": {}}, message), None, [], 0.0)
+
+
+def _log_keyless(service_key: str, operation: str) -> None:
+    # Not in the call log: there is no consumer to count it against, and anyone can send these.
+    log.warning("gateway: a call to %s/%s without a valid API key was refused", service_key[:64], operation[:128])
 
 
 def _validate(schema: dict, arguments: dict) -> None:

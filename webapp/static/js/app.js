@@ -139,10 +139,6 @@
     if (bytes < 1024) { return bytes + ' B'; }
     return bytes < 1024 * 1024 ? (bytes / 1024).toFixed(1) + ' KB' : (bytes / 1024 / 1024).toFixed(1) + ' MB';
   }
-  function tooBig(picker) {
-    var limit = Number(picker.getAttribute('data-limit'));
-    return Array.prototype.some.call(picker.querySelector('input[type=file]').files, function (f) { return f.size > limit; });
-  }
   document.querySelectorAll('[data-file-picker]').forEach(function (picker) {
     var input = picker.querySelector('input[type=file]');
     var names = picker.querySelector('.file-picker-names');
@@ -161,11 +157,11 @@
   });
   document.querySelectorAll('form').forEach(function (form) {
     form.addEventListener('submit', function (event) {
-      var bad = Array.prototype.find.call(form.querySelectorAll('[data-file-picker]'), tooBig);
-      if (bad) {
+      var tooLarge = form.querySelector('[data-file-picker] .file-picker-name.error');
+      if (tooLarge) {
         event.preventDefault();
-        bad.querySelector('input[type=file]').focus();
-        bad.scrollIntoView({ block: 'center' });
+        tooLarge.closest('[data-file-picker]').querySelector('input[type=file]').focus();
+        tooLarge.scrollIntoView({ block: 'center' });
       }
     });
   });
