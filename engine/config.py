@@ -30,7 +30,8 @@ class Config:
     processes_dir: Path = field(default_factory=lambda: _data_dir("processes"))
     forms_dir: Path = field(default_factory=lambda: _data_dir("forms"))
     upload_dir: Path | None = None
-    max_upload_bytes: int = 20 * 1024 * 1024
+    max_upload_bytes: int = 20 * 1024 * 1024  # one file
+    max_request_bytes: int = 100 * 1024 * 1024  # one request: a form with all its files
     allowed_upload_types: tuple[str, ...] = (
         "application/pdf",
         "application/msword",
@@ -90,8 +91,21 @@ class Config:
             values["public_url"] = env["EMFLOW_PUBLIC_URL"].rstrip("/")
         if env.get("EMFLOW_UPLOAD_DIR"):
             values["upload_dir"] = Path(env["EMFLOW_UPLOAD_DIR"])
+        for name, key in (("EMFLOW_MAX_UPLOAD_MB", "max_upload_bytes"), ("EMFLOW_MAX_REQUEST_MB", "max_request_bytes")):
+            if (env.get(name) or "").strip():
+                values[key] = _megabytes(name, env[name])
         values.update(overrides)
         for key in ("instance_path", "processes_dir", "forms_dir", "upload_dir"):
             if isinstance(values.get(key), str):
                 values[key] = Path(values[key])
         return cls(**values)
+
+
+def _megabytes(name: str, text: str) -> int:
+    try:
+        mb = int(text)
+    except ValueError:
+        mb = 0
+    if mb < 1:
+        raise ValueError(f"{name} must be a whole number of megabytes (at least 1), not '{text}'")
+    return mb * 1024 * 1024

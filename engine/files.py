@@ -30,7 +30,12 @@ _MAGIC = {
 }
 
 
-def _reject(message: str, code: str = "invalid", limit=None):
+def megabytes(size: int) -> str:
+    """A size limit as people read it: "20" (MB), or "0.6" when it is not whole."""
+    return f"{size / (1024 * 1024):.1f}".removesuffix(".0")
+
+
+def _reject(message: str, code: str, limit=None):
     raise ValidationFailed(message, errors={"file": [FieldError(code, limit).as_dict() | {"message": message}]})
 
 
@@ -46,7 +51,7 @@ def store(session: Session, config: Config, user: User, filename: str, content_t
     if not ctype or ctype == "application/octet-stream":
         ctype = mimetypes.guess_type(filename)[0] or ""
     if ctype not in config.allowed_upload_types:
-        _reject(f"files of type '{ctype or 'unknown'}' are not accepted")
+        _reject(f"files of type '{ctype or 'unknown'}' are not accepted", "file_type")
     attachment_id = str(uuid.uuid4())
     target = _path(config, attachment_id)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -57,8 +62,8 @@ def store(session: Session, config: Config, user: User, filename: str, content_t
             while chunk := stream.read(64 * 1024):
                 size += len(chunk)
                 if size > config.max_upload_bytes:
-                    _reject(f"the file is larger than {config.max_upload_bytes // (1024 * 1024)} MB", "maxLength",
-                            config.max_upload_bytes)
+                    mb = megabytes(config.max_upload_bytes)
+                    _reject(f"the file is larger than {mb} MB", "file_too_large", mb)
                 if len(head) < 16:
                     head += chunk[: 16 - len(head)]
                 digest.update(chunk)
@@ -66,12 +71,12 @@ def store(session: Session, config: Config, user: User, filename: str, content_t
             out.flush()
             os.fsync(out.fileno())
         if size == 0:
-            _reject("the file is empty")
+            _reject("the file is empty", "file_empty")
         magic = _MAGIC.get(ctype)
         if magic and not any(head.startswith(m) for m in magic):
-            _reject(f"the file's content is not {ctype}")
+            _reject(f"the file's content is not {ctype}", "file_content")
         if ctype == "text/plain" and b"\0" in head:
-            _reject("the file's content is not text")
+            _reject("the file's content is not text", "file_content")
         os.replace(tmp, target)
     finally:
         if tmp.exists():

@@ -52,6 +52,10 @@ MESSAGES = {
     "unknown_unit": N_("No such unit: %(limit)s."),
     "unknown_file": N_("The attachment is missing or belongs to someone else."),
     "invalid": N_("This value is not valid."),
+    "file_type": N_("Files of this type cannot be attached: PDF, Word, Excel, OFD, images, text and ZIP can."),
+    "file_too_large": N_("The file is larger than %(limit)s MB."),
+    "file_empty": N_("The file is empty."),
+    "file_content": N_("The file's content does not match its type."),
 }
 
 # How the "type" and "format" limits read in messages ("Enter a valid value (a whole number).").

@@ -20,7 +20,10 @@ log = logging.getLogger("emflow")
 
 
 def _config() -> Config:
-    return Config.from_env()
+    try:
+        return Config.from_env()
+    except ValueError as exc:  # a bad EMFLOW_* value: say which, without a traceback
+        raise SystemExit(f"emflow: {exc}") from None
 
 
 def cmd_init(args) -> int:

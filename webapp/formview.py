@@ -15,6 +15,7 @@ from werkzeug.datastructures import MultiDict
 
 from engine import files
 from engine.config import Config
+from engine.errors import ValidationFailed
 from engine.forms import Form
 from engine.models import Unit, User
 
@@ -149,9 +150,12 @@ def _convert(prop: dict, raw: str):
     return raw
 
 
-def parse_submission(session: Session, config: Config, form: Form, values: MultiDict, uploads: MultiDict) -> dict:
-    """Turn request.form/request.files into form data; new files are stored and referenced by id."""
+def parse_submission(session: Session, config: Config, form: Form, values: MultiDict,
+                     uploads: MultiDict) -> tuple[dict, dict]:
+    """Turn request.form/request.files into form data; new files are stored and referenced by id.
+    Returns (data, errors): a refused upload is an error of its own field, and the rest is still read."""
     data: dict[str, Any] = {}
+    errors: dict[str, list] = {}
     for name in form.order:
         if name in form.readonly:
             continue
@@ -165,8 +169,11 @@ def parse_submission(session: Session, config: Config, form: Form, values: Multi
             kept = [v for v in values.getlist(key) if v]
             for upload in uploads.getlist(f"upload.{name}"):
                 if upload and upload.filename:
-                    stored = files.store(session, config, g.user, upload.filename, upload.mimetype, upload.stream)
-                    kept.append(stored.id)
+                    try:
+                        kept.append(files.store(session, config, g.user, upload.filename, upload.mimetype,
+                                                upload.stream).id)
+                    except ValidationFailed as exc:
+                        errors.setdefault(name, []).extend(exc.errors["file"])
             data[name] = kept if widget == "files" else (kept[-1] if kept else None)
         elif widget == "table":
             items = prop.get("items", {})
@@ -187,4 +194,4 @@ def parse_submission(session: Session, config: Config, form: Form, values: Multi
             raw = values.get(key)
             if raw is not None:
                 data[name] = _convert(prop, raw)
-    return data
+    return data, errors

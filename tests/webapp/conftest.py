@@ -23,6 +23,18 @@ def client(app):
     return app.test_client()
 
 
+LIMITS = {"max_upload_bytes": 600 * 1024, "max_request_bytes": 4 * 1024 * 1024}
+
+
+@pytest.fixture
+def limited_client(config):
+    """A client of an app with small upload limits (600 KB a file, 4 MB a request), so tests can cross them."""
+    limited = config.with_(**LIMITS)
+    platform = Platform(limited)
+    yield create_app(limited, platform=platform, overrides={"TESTING": True}).test_client()
+    platform.stop()
+
+
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 

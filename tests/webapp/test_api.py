@@ -1,6 +1,9 @@
 """The REST API: authentication, the contract's shapes, and every error status."""
 import io
 
+from engine.models import Attachment
+from tests.conftest import DEMO_PASSWORD
+from tests.webapp.conftest import LIMITS
 from tests.webapp.flows import DRAFT, complete, start, task_of, to_review, upload
 
 
@@ -199,12 +202,24 @@ def test_attachments(client, api):
     assert empty.status_code == 422
 
 
-def test_oversized_upload_is_refused(client, api, app):
-    limit = app.config["MAX_CONTENT_LENGTH"]
-    response = client.post("/api/v1/attachments", headers=api("zhang.wei"), content_type="multipart/form-data",
-                           data={"file": (io.BytesIO(b"%PDF" + b"0" * limit), "big.pdf", "application/pdf")})
-    assert response.status_code == 413
-    assert response.get_json()["status"] == 413
+def test_oversized_upload_is_refused(limited_client, db):
+    token = limited_client.post("/api/v1/auth/token", json={"username": "zhang.wei", "password": DEMO_PASSWORD})
+    headers = {"Authorization": f"Bearer {token.get_json()['access_token']}"}
+
+    def send(size):
+        pdf = io.BytesIO(b"%PDF-1.4\n" + b"0" * (size - 9))
+        return limited_client.post("/api/v1/attachments", headers=headers, content_type="multipart/form-data",
+                                   data={"file": (pdf, "big.pdf", "application/pdf")})
+
+    one_too_many = send(LIMITS["max_upload_bytes"] + 1)  # the file: a field error that speaks of megabytes
+    assert one_too_many.status_code == 422
+    assert one_too_many.get_json()["errors"] == {"file": ["文件超过 0.6 MB。"]}
+    over_the_cap = send(LIMITS["max_request_bytes"] + 1)  # the request: refused before it is read
+    assert over_the_cap.status_code == 413 and over_the_cap.get_json()["status"] == 413
+    ok = send(LIMITS["max_upload_bytes"])
+    assert ok.status_code == 201, ok.get_json()
+    with db.session() as s:
+        assert s.query(Attachment).count() == 1  # nothing of the refused ones was kept
 
 
 def test_notifications_and_connectors(client, api):

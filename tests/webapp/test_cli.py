@@ -1,4 +1,5 @@
 """The emflow command: init, demo (repeatable), deploy with clear rejections."""
+import pytest
 from sqlalchemy import func, select
 
 from engine.config import Config
@@ -42,3 +43,12 @@ def test_worker_refuses_embedded_mode(tmp_path, monkeypatch, capsys):
     assert main(["worker"]) == 2
     assert main(["scheduler"]) == 2
     assert "EMFLOW_REDIS_URL" in capsys.readouterr().err
+
+
+def test_a_bad_setting_is_named_without_a_traceback(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("EMFLOW_INSTANCE_PATH", str(tmp_path))
+    monkeypatch.setenv("EMFLOW_MAX_REQUEST_MB", "lots")
+    with pytest.raises(SystemExit) as stopped:
+        main(["init"])
+    assert str(stopped.value) == ("emflow: EMFLOW_MAX_REQUEST_MB must be a whole number of megabytes (at least 1), "
+                                  "not 'lots'")

@@ -88,7 +88,8 @@ def test_submission_is_parsed_to_json_types(app, db, config, user, form):
     uploads = MultiDict([("upload.report", pdf), ("upload.photos", png)])
     with app.test_request_context("/"), db.transaction() as s:
         g.user = user("zhang.wei")
-        data = parse_submission(s, config, form, values, uploads)
+        data, refused = parse_submission(s, config, form, values, uploads)
+    assert refused == {}
     assert data["name"] == "名字" and data["count"] == 3 and data["ratio"] == 0.5 and data["urgent"] is True
     assert data["tags"] == ["危化", "烟花"] and data["readers"] == ["wang.fang"] and data["units"] == ["ZCFGC"]
     assert data["rows"] == [{"item": "沙袋", "qty": 10, "kind": "乙"}, {"item": "雨衣"}]
@@ -96,10 +97,20 @@ def test_submission_is_parsed_to_json_types(app, db, config, user, form):
     assert "shown" not in data and "unknown" not in data
     assert form.clean(data, {"shown": "来自上一步"})[1] == {}
 
+    # A refused upload is an error of its own field; the other files and fields are still read.
+    fake = FileStorage(io.BytesIO(b"not a pdf"), "假.pdf", content_type="application/pdf")
+    png = FileStorage(io.BytesIO(b"\x89PNG\r\n\x1a\nxx"), "b.png", content_type="image/png")
+    with app.test_request_context("/"), db.transaction() as s:
+        g.user = user("zhang.wei")
+        data, refused = parse_submission(s, config, form, values,
+                                         MultiDict([("upload.report", fake), ("upload.photos", png)]))
+    assert [e["code"] for e in refused["report"]] == ["file_content"] and list(refused) == ["report"]
+    assert data["report"] is None and len(data["photos"]) == 1 and data["name"] == "名字"
+
 
 def test_unconvertible_numbers_stay_strings_so_validation_reports_them(app, db, config, user, form):
     with app.test_request_context("/"), db.transaction() as s:
         g.user = user("zhang.wei")
-        data = parse_submission(s, config, form, MultiDict([("f.name", "x"), ("f.count", "三")]), MultiDict())
+        data, _ = parse_submission(s, config, form, MultiDict([("f.name", "x"), ("f.count", "三")]), MultiDict())
     errors = form.clean(data, {})[1]
     assert data["count"] == "三" and errors["count"][0].code == "type"

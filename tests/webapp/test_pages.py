@@ -3,9 +3,10 @@ import io
 import re
 
 from sqlalchemy import select
+from werkzeug.datastructures import MultiDict
 
 from engine.models import Attachment, HumanTask
-from tests.webapp.conftest import csrf_token
+from tests.webapp.conftest import LIMITS, Browser, csrf_token
 from tests.webapp.flows import complete, start, task_of, to_review
 
 TASK_LINK = re.compile(r'href="/tasks/([0-9a-f-]{36})"')
@@ -178,3 +179,36 @@ def test_user_lookup(web, client):
     found = client.get("/lookup/users?q=li").get_json()
     assert {"username": "li.na", "name": "李娜", "unit": "厅办公室"} in found
     assert all(u["username"] != "qiye.hg001" for u in client.get("/lookup/users?q=qiye").get_json())
+
+
+def test_a_form_takes_several_files_each_under_the_limit_and_says_which_one_is_too_large(limited_client, db):
+    web = Browser(limited_client)
+    web.login("zhang.wei")
+    path = web.post("/start/document_dispatch", page="/start").headers["Location"]
+    pdf = b"%PDF-1.4\n" + b"0" * (500 * 1024)  # 500 KB each: under the 600 KB limit of one file
+    files = [("upload.body_file", (io.BytesIO(pdf), "正文.pdf", "application/pdf"))] + [
+        ("upload.attachments", (io.BytesIO(pdf), f"附件{i}.pdf", "application/pdf")) for i in range(3)]
+    # 2 MB in one request: more than one file's limit plus the 1 MB the request cap used to allow over it.
+    form = MultiDict([("csrf_token", csrf_token(limited_client, path)), *DRAFT_FIELDS.items(), *files])
+    sent = limited_client.post(path, data=form, content_type="multipart/form-data")
+    assert sent.status_code == 302
+    with db.session() as s:
+        assert s.query(Attachment).count() == 4
+
+    path = web.post("/start/document_dispatch", page="/start").headers["Location"]
+    big = b"%PDF-1.4\n" + b"0" * LIMITS["max_upload_bytes"]
+    refused = limited_client.post(path, data={"csrf_token": csrf_token(limited_client, path), **DRAFT_FIELDS,
+                                              "upload.body_file": (io.BytesIO(big), "扫描件.pdf", "application/pdf")},
+                                  content_type="multipart/form-data")
+    page = refused.get_data(as_text=True)
+    assert refused.status_code == 422
+    body_field = page[page.index('id="field-body_file"'):page.index('id="field-attachments"')]
+    assert '<div class="error" role="alert">文件超过 0.6 MB。</div>' in body_field  # at the field, in megabytes
+    assert DRAFT_FIELDS["f.title"] in page  # what was typed is kept
+    huge = b"%PDF-1.4\n" + b"0" * LIMITS["max_request_bytes"]
+    too_much = limited_client.post(path, data={"csrf_token": csrf_token(limited_client, path), **DRAFT_FIELDS,
+                                               "upload.body_file": (io.BytesIO(huge), "整卷.pdf", "application/pdf")},
+                                   content_type="multipart/form-data")
+    assert too_much.status_code == 413 and "上传" in too_much.get_data(as_text=True)
+    with db.session() as s:
+        assert s.query(Attachment).count() == 4  # nothing of the refused files was kept

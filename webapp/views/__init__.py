@@ -8,6 +8,7 @@ from flask_wtf.csrf import CSRFError
 from sqlalchemy import select
 
 from engine import notifications, tasks
+from engine.files import megabytes
 from engine.models import Unit, User
 
 from .. import i18n
@@ -41,7 +42,8 @@ def register(app: Flask) -> None:
     app.jinja_env.globals["event_text"] = event_text
     app.jinja_env.globals["item_label"] = item_label
     app.jinja_env.globals.update(decision_text=decision_text, position_text=position_text, reason_text=reason_text,
-                                  category_text=category_text, upload_limit=lambda: platform().config.max_upload_bytes)
+                                  category_text=category_text, upload_limit=lambda: platform().config.max_upload_bytes,
+                                  megabytes=megabytes)
 
     @app.context_processor
     def badges():

@@ -108,7 +108,9 @@ def complete(task_id: str):
         if view.form is not None and view.task.kind == "task" and action != "reject":
             # Uploads are stored in their own transaction so a failed validation keeps them.
             with platform().db.transaction() as s:
-                submitted = parse_submission(s, cfg, view.form, request.form, request.files)
+                submitted, refused = parse_submission(s, cfg, view.form, request.form, request.files)
+            if refused:  # shown at its field, with everything else as it was entered
+                raise ValidationFailed("an upload was refused", errors=refused)
             if OPINION in view.form.properties:
                 submitted[OPINION] = entered[OPINION]
         opinion, signature, proxy = entered[OPINION] or None, entered["signature"], entered["on_behalf_of"]
