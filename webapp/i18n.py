@@ -83,6 +83,13 @@ def error_text(exc: EngineError) -> str:
     return str(text) if text is not None else exc.message
 
 
+def error_with_details(exc: EngineError) -> str:
+    """The error as one sentence for a flash message on a page that does not mark the fields: its field errors
+    are spelt out ("correct the marked fields" with nothing marked would tell the user nothing)."""
+    detail = "；".join(m for msgs in field_errors(exc.errors or {}).values() for m in msgs)
+    return f"{error_text(exc)} {detail}".strip()
+
+
 def field_errors(errors: dict) -> dict[str, list[str]]:
     """Engine per-field errors ({code, limit}) as translated sentences."""
     out: dict[str, list[str]] = {}

@@ -1,6 +1,7 @@
 """The incidents page and the service-bus page: admins only, CSRF-protected forms, the key shown once."""
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 import pytest
@@ -90,3 +91,12 @@ def test_integration_pages_are_for_admins(web, client):
     web.login("zhang.wei")
     assert client.get("/admin/incidents").status_code == 403
     assert client.get("/admin/bus").status_code == 403
+
+
+def test_a_refusal_on_a_page_without_marked_fields_spells_out_the_fields(web, client):
+    web.login("admin")
+    response = web.post("/admin/bus/services", {"key": "duty", "name": "值班", "kind": "rest",
+                                                "definition": '{"base_url": "ftp://x", "operations": {}}'},
+                        page="/admin/bus", follow_redirects=True)
+    flashed = re.search(r'class="flash flash-error"[^>]*>([^<]+)<', response.get_data(as_text=True)).group(1)
+    assert flashed.startswith("请修改标出的内容后再提交。 ") and "base_url" in flashed and "operations" in flashed

@@ -212,3 +212,19 @@ def test_a_form_takes_several_files_each_under_the_limit_and_says_which_one_is_t
     assert too_much.status_code == 413 and "上传" in too_much.get_data(as_text=True)
     with db.session() as s:
         assert s.query(Attachment).count() == 4  # nothing of the refused files was kept
+
+
+def test_assigning_an_orphan_task_to_nobody_says_who_was_not_found(web, client, db, config):
+    from tests.engine import helpers as h
+
+    body = ('<bpmn:startEvent id="start"/>' + h.user_task("orphan", "无人认领", 'user("nobody")')
+            + '<bpmn:endEvent id="end"/>' + h.flows(("start", "orphan"), ("orphan", "end")))
+    h.deploy_bundle(db, "orphan_process", h.bpmn("orphan_process", body))
+    task_id = h.only_task(db, h.start(db, config, "zhang.wei", "orphan_process")).id
+    web.login("admin")
+    response = web.post(f"/admin/tasks/{task_id}/assign", {"username": "no.such.person", "reason": "补派"},
+                        page="/admin", follow_redirects=True)
+    # The admin page marks no fields, so the message names what was wrong instead of "correct the marked fields".
+    assert "用户不存在：no.such.person。" in response.get_data(as_text=True)
+    with db.session() as s:
+        assert s.get(HumanTask, task_id).assignee_id is None

@@ -73,5 +73,5 @@ def assign(task_id: str):
                          request.form.get("reason", "").strip()[:500])
         flash(_("The task is assigned."), "success")
     except ValidationFailed as exc:
-        flash(i18n.error_text(exc), "error")
+        flash(i18n.error_with_details(exc), "error")
     return redirect(url_for("admin.index"))

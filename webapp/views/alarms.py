@@ -119,7 +119,7 @@ def acknowledge(alarm_id: int):
             alarms.acknowledge(s, platform().config, g.user, alarm_id, request.form.get("comment", "").strip()[:500])
         flash(_("The alarm is acknowledged."), "success")
     except EngineError as exc:
-        flash(i18n.error_text(exc), "error")
+        flash(i18n.error_with_details(exc), "error")
     return redirect(url_for("alarms.show", alarm_id=alarm_id))
 
 

@@ -69,7 +69,7 @@ def register():
     except ValidationFailed as exc:
         return index(form=form, errors=_field_errors(exc), status=422)
     except EngineError as exc:
-        flash(i18n.error_text(exc), "error")
+        flash(i18n.error_with_details(exc), "error")
         return redirect(url_for("gateways.index"))
     # Rendered, not redirected: the credential is shown once and never stored in the session cookie.
     return index(new_token=token, new_code=code)

@@ -43,7 +43,7 @@ def handle_incident(incident_id: int, action: str):
             operation(s, platform().config, g.user, incident_id, request.form.get("reason", "").strip()[:500])
         flash(_("The step is queued again.") if action == "retry" else _("The step is skipped."), "success")
     except EngineError as exc:
-        flash(i18n.error_text(exc), "error")
+        flash(i18n.error_with_details(exc), "error")
     return redirect(url_for("integration.incidents_page"))
 
 
@@ -112,7 +112,7 @@ def create_consumer():
         flash(_("Enter a whole number of calls per minute."), "error")
         return redirect(url_for("integration.bus_page"))
     except EngineError as exc:
-        flash(i18n.error_text(exc), "error")
+        flash(i18n.error_with_details(exc), "error")
         return redirect(url_for("integration.bus_page"))
     # Rendered, not redirected: the key is shown once and never stored in the session cookie.
     return bus_page(new_key=key, new_consumer=name)

@@ -38,7 +38,7 @@ def add():
     except (ValidationFailed, Conflict) as exc:
         if _wants_json():
             return jsonify({"code": exc.code, "message": i18n.error_text(exc)}), exc.status
-        flash(i18n.error_text(exc), "error")
+        flash(i18n.error_with_details(exc), "error")
         return redirect(url_for("opinions.index"))
     if _wants_json():
         return jsonify(saved), 201

@@ -142,8 +142,7 @@ def _operate(task_id: str, done: str, operation, *args, back_to_task: bool = Fal
         with platform().db.transaction() as s:
             operation(s, platform().config, g.user, *args)
     except ValidationFailed as exc:
-        detail = "；".join(m for msgs in i18n.field_errors(exc.errors).values() for m in msgs)
-        flash(f"{i18n.error_text(exc)} {detail}".strip(), "error")
+        flash(i18n.error_with_details(exc), "error")
         return redirect(url_for("tasks.show", task_id=task_id))
     except (Conflict, Forbidden) as exc:
         flash(i18n.error_text(exc), "error")
