@@ -323,6 +323,12 @@ class Outcome:
     body: dict
     error: str | None = None
 
+    @classmethod
+    def refused(cls, exc: EngineError) -> Outcome:
+        """The answer to a call refused with ``exc``: the API's error body."""
+        return cls(exc.status, {"code": exc.code, "status": exc.status, "message": exc.message, "errors": exc.errors},
+                   exc.message)
+
 
 def call(db, config: Config, registry: Registry, limiter: RateLimiter, consumer_key: str | None, service_key: str,
          operation: str, arguments, idempotency_key: str | None = None, protocol: str = "json") -> Outcome:
@@ -363,9 +369,8 @@ def call(db, config: Config, registry: Registry, limiter: RateLimiter, consumer_
     # A known consumer's refused call counts in its statistics like any other, except over its rate limit: a
     # write per refused call would undo the limiter's shedding of load.
     if refused is not None and not isinstance(refused, RateLimited):
-        _log(db, service_key, operation, consumer_id, protocol, Outcome(refused.status, {
-            "code": refused.code, "status": refused.status, "message": refused.message, "errors": refused.errors},
-            refused.message), arguments, found, (time.perf_counter() - started) * 1000)
+        _log(db, service_key, operation, consumer_id, protocol, Outcome.refused(refused), arguments, found,
+             (time.perf_counter() - started) * 1000)
     if refused is not None:
         raise refused
     try:
@@ -387,15 +392,13 @@ def call(db, config: Config, registry: Registry, limiter: RateLimiter, consumer_
         outcome = Outcome(status, {"code": exc.code or "upstream_failed", "status": status, "message": message,
                                    "errors": {}}, message)
     except EngineError as exc:
-        outcome = Outcome(exc.status, {"code": exc.code, "status": exc.status, "message": exc.message,
-                                       "errors": exc.errors}, exc.message)
+        outcome = Outcome.refused(exc)
     _log(db, service_key, operation, consumer_id, protocol, outcome, arguments, found,
          (time.perf_counter() - started) * 1000)
     return outcome
 
 
-def refuse(db, consumer_key: str | None, service_key: str, operation: str, protocol: str, status: int, code: str,
-           message: str) -> None:
+def refuse(db, consumer_key: str | None, service_key: str, operation: str, protocol: str, error: EngineError) -> None:
     """Log a call refused before call() could read it (a body that is not JSON, a SOAP envelope that cannot be
     read, a service the consumer cannot see): in the consumer's call log, like call()'s own refusals, so whoever
     looks into a partner's failing calls finds them; without a valid key only in the server log, as call() does."""
@@ -405,8 +408,7 @@ def refuse(db, consumer_key: str | None, service_key: str, operation: str, proto
         except AuthenticationFailed:
             _log_keyless(service_key, operation)
             return
-    _log(db, service_key, operation, consumer_id, protocol,
-         Outcome(status, {"code": code, "status": status, "message": message, "errors": {}}, message), None, [], 0.0)
+    _log(db, service_key, operation, consumer_id, protocol, Outcome.refused(error), None, [], 0.0)
 
 
 def _log_keyless(service_key: str, operation: str) -> None:

@@ -164,8 +164,11 @@ def test_file_picker_names_the_files_and_keeps_back_one_too_large(browser, serve
     expect(field.locator(".file-picker-name.error")).to_have_text("扫描件.pdf（20.0 MB）：超过 20 MB，无法上传")
     shots(page, "zhang.wei-phone-file-too-large")
     url = page.url
+    posts = []
+    page.on("request", lambda r: posts.append(r.url) if r.method == "POST" else None)
     _submit(page)
     expect(page).to_have_url(url)
+    assert posts == []  # kept back in the page: the server would refuse it too, but only after the whole upload
     expect(page.locator("input[name='f.title']")).to_have_value(TITLE)
     expect(page.locator(".task-form button[type=submit]").first).to_be_enabled()
     no_horizontal_scroll(page)

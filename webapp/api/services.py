@@ -25,8 +25,7 @@ def call(service: str, operation: str):
     if arguments is None and request.get_data():
         error = ValidationFailed("the body is not valid JSON", errors={"body": [{"code": "invalid",
                                                                                 "message": "not JSON"}]})
-        bus.refuse(p.db, request.headers.get("X-API-Key"), service, operation, "json", error.status, error.code,
-                   error.message)
+        bus.refuse(p.db, request.headers.get("X-API-Key"), service, operation, "json", error)
         raise error
     try:
         outcome = bus.call(p.db, p.config, p.registry, p.bus_limiter, request.headers.get("X-API-Key"), service,
@@ -67,10 +66,10 @@ def soap(service: str):
             entry = _entry(service)
             operation, arguments = soapfacade.parse(request.get_data(), entry["operations"])
         except soapfacade.SoapError as exc:
-            bus.refuse(p.db, key, service, "", "soap", 400, "malformed_envelope", str(exc))
+            bus.refuse(p.db, key, service, "", "soap", EngineError(str(exc), code="malformed_envelope"))
             return Response(soapfacade.fault("Client", str(exc)), status=400, mimetype="text/xml")
         except EngineError as exc:  # a bad key or a service this consumer cannot see, before call() is reached
-            bus.refuse(p.db, key, service, "", "soap", exc.status, exc.code, exc.message)
+            bus.refuse(p.db, key, service, "", "soap", exc)
             raise
         outcome = bus.call(p.db, p.config, p.registry, p.bus_limiter, key, service, operation, arguments,
                            request.headers.get("Idempotency-Key"), protocol="soap")
