@@ -65,12 +65,12 @@ def _single_font(path: str) -> str:
     stat = os.stat(path)
     cached = Path(tempfile.gettempdir()) / "emflow-fonts" / f"{Path(path).stem}-{stat.st_size}-{int(stat.st_mtime)}.otf"
     if not cached.is_file():
-        collection = ttLib.TTCollection(path, lazy=True)
-        names = [f["name"].getDebugName(1) or "" for f in collection.fonts]
-        face = next((i for i, n in enumerate(names) if n.endswith(" SC")), 0)
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        part = cached.with_suffix(f".{os.getpid()}.part")  # then an atomic rename: parallel calls may race here
-        collection.fonts[face].save(str(part))
+        with ttLib.TTCollection(path, lazy=True) as collection:  # lazy: it reads from the open file until saved
+            names = [f["name"].getDebugName(1) or "" for f in collection.fonts]
+            face = next((i for i, n in enumerate(names) if n.endswith(" SC")), 0)
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            part = cached.with_suffix(f".{os.getpid()}.part")  # then an atomic rename: parallel calls may race here
+            collection.fonts[face].save(str(part))
         os.replace(part, cached)
     return str(cached)
 

@@ -6,13 +6,16 @@ small in-memory ConnectorContext, and one test goes through the engine's EngineC
 from __future__ import annotations
 
 import base64
+import gc
 import hashlib
 import io
 import os
 import shutil
 import subprocess
+import tempfile
 import threading
 import uuid
+import warnings
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -30,6 +33,7 @@ from PIL import Image
 
 from connectors.base import ConnectorContext, ConnectorError
 from connectors.documents import DOCX, DocumentsConnector
+from connectors.documents.signing import CJK_FONTS, _single_font
 
 PASSPHRASE = "test-only-pass"
 FIELDS = {
@@ -490,6 +494,18 @@ def test_second_signature_shows_the_first_was_followed_by_changes(pki, signed_pd
         (widget,) = [a for a in pdf.pages[0].get("/Annots", []) if a.get("/T") == "Countersign"]
         x1, y1, x2, y2 = (float(v) for v in widget.Rect)
         assert x2 - x1 > 150 and y2 - y1 > 60  # a visible field of the asked size (70 x 25 mm)
+
+
+@pytest.mark.skipif(not os.path.isfile(CJK_FONTS[0]), reason="fonts-noto-cjk is not installed")
+def test_extracting_a_face_from_a_font_collection_closes_the_collection(tmp_path, monkeypatch):
+    # The face is cached on disk, so only the first call per machine opened the collection; a file left open
+    # there failed whichever later test the garbage collector happened to run in.
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ResourceWarning)
+        face = _single_font(CJK_FONTS[0])
+        gc.collect()
+    assert Path(face).parent == tmp_path / "emflow-fonts" and Path(face).stat().st_size > 1_000_000
 
 
 def test_wrong_passphrase_is_a_clear_permanent_error(pki, notice_pdf):
