@@ -5,9 +5,10 @@ import hashlib
 import json
 from typing import Any
 
-from sqlalchemy import event, insert, select
+from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
+from . import rowwrites
 from .models import ChainHead, InstanceEvent, ProcessInstance, SystemEvent, User, utcnow
 
 
@@ -58,7 +59,7 @@ def write_pending(session: Session) -> None:
     """Write the events recorded since the last flush (a flush does it too)."""
     events = session.info.pop(_PENDING, None)
     if events:
-        session.connection().execute(insert(InstanceEvent.__table__), events)
+        rowwrites.insert_rows(session, InstanceEvent.__table__, events)
 
 
 @event.listens_for(Session, "after_flush")

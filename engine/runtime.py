@@ -20,7 +20,7 @@ from SpiffWorkflow.bpmn import BpmnWorkflow
 from SpiffWorkflow.exceptions import SpiffWorkflowException
 from SpiffWorkflow.specs.Join import Join
 from SpiffWorkflow.util.task import TaskState
-from sqlalchemy import bindparam, delete, exists, insert, select, update
+from sqlalchemy import bindparam, delete, exists, select, update
 from sqlalchemy.orm import Session, undefer
 
 from . import audit, calendar, rowwrites
@@ -61,7 +61,6 @@ def signers_waiting(session: Session, task: HumanTask) -> bool:
     return bool(task.has_signers and session.connection().scalar(_SIGNERS_WAITING, {"task_id": task.id}))
 
 
-_INSERT_CANDIDATES = insert(TaskCandidate.__table__)
 # The assignment-rule lookups cached under an org version are reused by steps that read the same version.
 _ORG_VERSION = select(OrgVersion.version).where(OrgVersion.id == 1).scalar_subquery()
 
@@ -279,7 +278,7 @@ class Step:
         rows, self._unwritten = self._unwritten, []
         rowwrites.write_rows(self.session, rows, [self.task_row] if self.task_row is not None else [])
         if self._candidates:
-            self.session.connection().execute(_INSERT_CANDIDATES, self._candidates)
+            rowwrites.insert_rows(self.session, TaskCandidate.__table__, self._candidates)
             self._candidates = []
         rowwrites.update_changed(self.session, self.instance)
         self.session.flush()

@@ -1,11 +1,11 @@
-"""engine.rowwrites: the Core INSERT/UPDATE/upsert a step uses for its own rows leave the database and the session
+"""engine.rowwrites: the Core INSERT/UPDATE a step uses for its own rows leave the database and the session
 exactly as the ORM flush would (on SQLite and, with EMFLOW_TEST_DATABASE_URL, on PostgreSQL)."""
 from __future__ import annotations
 
 import uuid
 
 import pytest
-from sqlalchemy import inspect, select, text
+from sqlalchemy import func, inspect, select, text
 
 from engine import rowwrites
 from engine.errors import Conflict
@@ -91,25 +91,25 @@ def test_new_rows_get_the_column_defaults_and_become_persistent(db, config):
         assert rows[b.id].state == "cancelled"
 
 
-def test_new_and_changed_rows_go_in_one_upsert(db, config):
+def test_new_rows_go_in_one_insert_and_changed_ones_are_updated(db, config):
     instance_id = start(db, config, "zhang.wei", DISPATCH)
     draft = only_task(db, instance_id).id
     with db.transaction() as s:
         inst = s.get(ProcessInstance, instance_id)
         task = s.get(HumanTask, draft)
         task.state, task.opinion = "completed", "已拟稿"
-        new = new_task(inst)
+        new, other = new_task(inst), new_task(inst)
         sent, stop = statements(db)
-        rowwrites.write_rows(s, [new], [task])
+        rowwrites.write_rows(s, [new, other], [task])
         stop()
-        assert sent == ["INSERT"] and not s.dirty
+        assert sent == ["UPDATE", "INSERT"] and not s.dirty
     with db.session() as s:
         assert (s.get(HumanTask, draft).state, s.get(HumanTask, draft).opinion) == ("completed", "已拟稿")
         assert s.get(HumanTask, draft).name == task.name  # the columns not changed keep their values
-        assert s.get(HumanTask, new.id).state == "open"
+        assert s.get(HumanTask, new.id).state == s.get(HumanTask, other.id).state == "open"
 
 
-def test_a_changed_row_with_columns_not_loaded_is_updated_apart(db, config):
+def test_a_changed_row_with_columns_not_loaded_is_updated(db, config):
     instance_id = start(db, config, "zhang.wei", DISPATCH)
     draft = only_task(db, instance_id).id
     with db.transaction() as s:
@@ -124,3 +124,14 @@ def test_a_changed_row_with_columns_not_loaded_is_updated_apart(db, config):
         assert sorted(sent) == ["INSERT", "UPDATE"]
     with db.session() as s:
         assert s.get(HumanTask, draft).opinion == "部分加载" and s.get(HumanTask, new.id) is not None
+
+
+def test_more_rows_than_one_statement_may_carry_are_all_written(db, config):
+    # 1,100 rows of 33 columns: more parameters than SQLite or PostgreSQL take in one statement.
+    instance_id = start(db, config, "zhang.wei", DISPATCH)
+    with db.transaction() as s:
+        inst = s.get(ProcessInstance, instance_id)
+        rows = [new_task(inst, loop_item="many") for _ in range(1100)]
+        rowwrites.write_rows(s, rows, [])
+    with db.session() as s:
+        assert s.scalar(select(func.count()).select_from(HumanTask).where(HumanTask.loop_item == "many")) == 1100
