@@ -53,6 +53,11 @@ class HumanTask(Base):
     next_action_at: Mapped[datetime | None] = mapped_column(UTCDateTime())  # the next timeout action
     reminders_sent: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
+    @property
+    def waiting_for_signers(self) -> bool:
+        """Decided, and waiting for added signers (the inbox's plain rows carry this flag, not the decision)."""
+        return self.pending is not None
+
 
 class TaskCandidate(Base):
     """A user or a group offered an unassigned task to claim."""

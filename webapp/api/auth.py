@@ -16,7 +16,7 @@ blp = Blueprint("api_auth", __name__, description="Authentication")
 
 
 @blp.route("/token", methods=["POST"])
-@blp.arguments(TokenRequest)
+@blp.arguments(TokenRequest())
 @blp.response(200, TokenResponse)
 def token(body):
     """Exchange a username and password for a bearer token (the same lockout rules as the login page)."""

@@ -35,7 +35,7 @@ def list_services():
 
 
 @blp.route("/services/<key>", methods=["PUT"])
-@blp.arguments(BusServiceIn)
+@blp.arguments(BusServiceIn())
 @blp.response(200, BusServiceOut)
 def save_service(body, key: str):
     """Register or change a service; the next call uses it (no restart)."""
@@ -60,7 +60,7 @@ def list_consumers():
 
 
 @blp.route("/consumers", methods=["POST"])
-@blp.arguments(BusConsumerIn)
+@blp.arguments(BusConsumerIn())
 @blp.response(201, BusConsumerOut)
 def create_consumer(body):
     """A new consumer; the response carries its API key, which is shown only this once."""
@@ -70,7 +70,7 @@ def create_consumer(body):
 
 
 @blp.route("/consumers/<int:consumer_id>", methods=["PUT"])
-@blp.arguments(BusConsumerIn)
+@blp.arguments(BusConsumerIn())
 @blp.response(200, BusConsumerOut)
 def update_consumer(body, consumer_id: int):
     with platform().db.transaction() as s:
@@ -89,7 +89,7 @@ def rotate_key(consumer_id: int):
 
 
 @blp.route("/usage", methods=["GET"])
-@blp.arguments(UsageArgs, location="query")
+@blp.arguments(UsageArgs(), location="query")
 @blp.response(200)
 def usage(args):
     """Calls, errors and latency percentiles per day, service, operation and consumer."""

@@ -13,7 +13,7 @@ blp = Blueprint("api_callbacks", __name__, description="Callbacks from outside s
 
 
 @blp.route("/<token>", methods=["POST"])
-@blp.arguments(CallbackRequest)
+@blp.arguments(CallbackRequest())
 @blp.response(200, CallbackResult)
 def callback(body, token: str):
     """Deliver the answer as a message to the instance that made the call; 404 for a forged address,

@@ -31,7 +31,7 @@ def read_settings(name: str):
 
 
 @blp.route("/<name>/settings", methods=["PUT"])
-@blp.arguments(ConnectorSettings)
+@blp.arguments(ConnectorSettings())
 @blp.response(200, ConnectorSettings)
 def write_settings(body, name: str):
     """Replace a connector's settings; checked against its schema with the secrets resolved; applies to the

@@ -15,7 +15,7 @@ blp = Blueprint("api_incidents", __name__, description="Incidents")
 
 
 @blp.route("", methods=["GET"])
-@blp.arguments(IncidentArgs, location="query")
+@blp.arguments(IncidentArgs(), location="query")
 @blp.response(200, paged(IncidentOut))
 def list_incidents(args):
     """Open incidents by default (state=resolved|all for the rest), newest first."""
@@ -26,7 +26,7 @@ def list_incidents(args):
 
 
 @blp.route("/<int:incident_id>/retry", methods=["POST"])
-@blp.arguments(AdminAction)
+@blp.arguments(AdminAction())
 @blp.response(200, IncidentOut)
 def retry(body, incident_id: int):
     """Run the failed step again; a service call keeps its idempotency key."""
@@ -35,7 +35,7 @@ def retry(body, incident_id: int):
 
 
 @blp.route("/<int:incident_id>/skip", methods=["POST"])
-@blp.arguments(AdminAction)
+@blp.arguments(AdminAction())
 @blp.response(200, IncidentOut)
 def skip(body, incident_id: int):
     """Give up on a failed service call with a reason; its result is left empty and the process moves on."""

@@ -14,7 +14,7 @@ blp = Blueprint("api_messages", __name__, description="Messages to processes")
 
 
 @blp.route("", methods=["POST"])
-@blp.arguments(MessageRequest)
+@blp.arguments(MessageRequest())
 @blp.response(200, MessageResult)
 def send(body):
     """Match by name and correlation values through the subscription table; 404 if nobody waits."""

@@ -17,7 +17,7 @@ blp = Blueprint("api_notifications", __name__, description="In-app notifications
 
 
 @blp.route("", methods=["GET"])
-@blp.arguments(NotificationArgs, location="query")
+@blp.arguments(NotificationArgs(), location="query")
 @blp.response(200, paged(NotificationOut))
 def list_notifications(args):
     with platform().db.session() as s:
@@ -26,7 +26,7 @@ def list_notifications(args):
 
 
 @blp.route("/read", methods=["POST"])
-@blp.arguments(ReadRequest)
+@blp.arguments(ReadRequest())
 @blp.response(200)
 def mark_read(body):
     """Mark notifications read: the given ids, or all when ids is omitted."""
@@ -62,7 +62,7 @@ def get_preferences():
 
 
 @blp.route("/preferences", methods=["PUT"])
-@blp.arguments(PreferencesIn)
+@blp.arguments(PreferencesIn())
 @blp.response(200, PreferencesOut)
 def put_preferences(body):
     """Set your channels for the categories given, e.g. ``{"preferences": {"alarm": ["inapp", "sms"]}}``."""

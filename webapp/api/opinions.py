@@ -26,7 +26,7 @@ def list_phrases():
 
 
 @blp.route("", methods=["POST"])
-@blp.arguments(PhraseRequest)
+@blp.arguments(PhraseRequest())
 @blp.response(201, PhraseOut)
 def add_phrase(body):
     """Save a common opinion of your own (at most 50)."""

@@ -35,7 +35,7 @@ def _detail(session, inst: ProcessInstance) -> dict:
 
 
 @blp.route("", methods=["POST"])
-@blp.arguments(InstanceCreate)
+@blp.arguments(InstanceCreate())
 @blp.response(201, InstanceDetail)
 def create(body):
     """Start an instance of the latest version of a model; returns it with its first tasks."""
@@ -46,7 +46,7 @@ def create(body):
 
 
 @blp.route("", methods=["GET"])
-@blp.arguments(InstanceArgs, location="query")
+@blp.arguments(InstanceArgs(), location="query")
 @blp.response(200, paged(InstanceOut))
 def list_instances(args):
     """Instances within the caller's data scope (and those they started), newest first."""
@@ -75,7 +75,7 @@ def _admin(operation, instance_id: int, body):
 
 
 @blp.route("/<int:instance_id>/suspend", methods=["POST"])
-@blp.arguments(AdminAction)
+@blp.arguments(AdminAction())
 @blp.response(200, InstanceDetail)
 def suspend(body, instance_id: int):
     """Suspend a running instance (process administrators)."""
@@ -83,7 +83,7 @@ def suspend(body, instance_id: int):
 
 
 @blp.route("/<int:instance_id>/resume", methods=["POST"])
-@blp.arguments(AdminAction)
+@blp.arguments(AdminAction())
 @blp.response(200, InstanceDetail)
 def resume(body, instance_id: int):
     """Resume a suspended instance, or retry one in error (process administrators)."""
@@ -91,7 +91,7 @@ def resume(body, instance_id: int):
 
 
 @blp.route("/<int:instance_id>/terminate", methods=["POST"])
-@blp.arguments(AdminAction)
+@blp.arguments(AdminAction())
 @blp.response(200, InstanceDetail)
 def terminate(body, instance_id: int):
     """End an instance for good (process administrators)."""
@@ -99,7 +99,7 @@ def terminate(body, instance_id: int):
 
 
 @blp.route("/<int:instance_id>/cancel", methods=["POST"])
-@blp.arguments(OpinionOnly)
+@blp.arguments(OpinionOnly())
 @blp.response(200, InstanceDetail)
 def cancel(body, instance_id: int):
     """Cancel (撤销) the whole instance: its initiator, where the process allows it."""
@@ -108,7 +108,7 @@ def cancel(body, instance_id: int):
 
 
 @blp.route("/<int:instance_id>/urge", methods=["POST"])
-@blp.arguments(OpinionOnly)
+@blp.arguments(OpinionOnly())
 @blp.response(200)
 def urge(body, instance_id: int):
     """Urge (催办) the current assignees: the initiator or a supervisor; once per 30 minutes per urger."""

@@ -28,7 +28,7 @@ def list_secrets():
 
 
 @blp.route("/<name>", methods=["PUT"])
-@blp.arguments(SecretRequest)
+@blp.arguments(SecretRequest())
 @blp.response(200, SecretOut)
 def put_secret(body, name: str):
     """Store or replace a secret; the trail records who and when, never the value."""

@@ -36,18 +36,23 @@ def tasks_out(session: Session, rows: list[HumanTask]) -> list[dict]:
         - names.keys() - {None}
     if missing:
         names.update(session.execute(select(User.id, User.username).where(User.id.in_(missing))).all())
+    users, groups = {}, {}
+    for task_id, username, group in cands:
+        if username:
+            users.setdefault(task_id, []).append(username)
+        if group:
+            groups.setdefault(task_id, []).append(group)
     out = []
     for t in rows:
         out.append({
             "id": t.id, "instance_id": t.instance_id, "process_key": t.process_key, "process_name": t.process_name,
             "instance_title": t.instance_title, "bpmn_id": t.bpmn_id, "name": t.name, "state": t.state,
             "assignee": names.get(t.assignee_id), "loop_item": t.loop_item, "assignment_error": t.assignment_error,
-            "candidates": [u for tid, u, _ in cands if tid == t.id and u],
-            "candidate_groups": [g for tid, _, g in cands if tid == t.id and g],
+            "candidates": users.get(t.id, []), "candidate_groups": groups.get(t.id, []),
             "created_at": t.created_at, "due_at": t.due_at, "completed_by": names.get(t.completed_by_id),
             "completed_at": t.completed_at, "opinion": t.opinion, "kind": t.kind, "parent_task_id": t.parent_task_id,
             "sign_position": t.sign_position, "delegated_by": names.get(t.owner_id), "blocked": t.blocked,
-            "waiting_for_signers": t.pending is not None, "returned_from": t.returned_from,
+            "waiting_for_signers": t.waiting_for_signers, "returned_from": t.returned_from,
             "straight_back": t.return_to_me,
         })
     return out

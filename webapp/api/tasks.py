@@ -32,7 +32,7 @@ blp = Blueprint("api_tasks", __name__, description="Human tasks")
 
 
 @blp.route("", methods=["GET"])
-@blp.arguments(TaskArgs, location="query")
+@blp.arguments(TaskArgs(), location="query")
 @blp.response(200, paged(TaskOut))
 def inbox(args):
     """scope=mine (assigned to me), group (offered to me to claim), done (I completed), unassigned (admins),
@@ -91,7 +91,7 @@ def _summary(operation, *args, **kwargs):
 
 
 @blp.route("/<task_id>/complete", methods=["POST"])
-@blp.arguments(CompleteRequest)
+@blp.arguments(CompleteRequest())
 @blp.response(200, InstanceSummary)
 def complete(body, task_id: str):
     """Complete a task with form data (and opinion, signature, on_behalf_of); returns the instance and its
@@ -101,7 +101,7 @@ def complete(body, task_id: str):
 
 
 @blp.route("/<task_id>/approve", methods=["POST"])
-@blp.arguments(ApproveRequest)
+@blp.arguments(ApproveRequest())
 @blp.response(200, InstanceSummary)
 def approve(body, task_id: str):
     """Approve (同意): complete with decision "approve" and the form data."""
@@ -110,7 +110,7 @@ def approve(body, task_id: str):
 
 
 @blp.route("/<task_id>/reject", methods=["POST"])
-@blp.arguments(OpinionRequest)
+@blp.arguments(OpinionRequest())
 @blp.response(200, InstanceSummary)
 def reject(body, task_id: str):
     """Reject: ends the instance or returns to the step the task's onReject names."""
@@ -126,7 +126,7 @@ def return_targets(task_id: str):
 
 
 @blp.route("/<task_id>/return", methods=["POST"])
-@blp.arguments(ReturnRequest)
+@blp.arguments(ReturnRequest())
 @blp.response(200, InstanceSummary)
 def send_back(body, task_id: str):
     """Return (退回) to an earlier step (default: the previous); straight_back = 原路返回."""
@@ -135,7 +135,7 @@ def send_back(body, task_id: str):
 
 
 @blp.route("/<task_id>/transfer", methods=["POST"])
-@blp.arguments(HandOverRequest)
+@blp.arguments(HandOverRequest())
 @blp.response(200, TaskOut)
 def transfer(body, task_id: str):
     """Transfer (转办) the task to another user."""
@@ -145,7 +145,7 @@ def transfer(body, task_id: str):
 
 
 @blp.route("/<task_id>/delegate", methods=["POST"])
-@blp.arguments(HandOverRequest)
+@blp.arguments(HandOverRequest())
 @blp.response(200, TaskOut)
 def delegate(body, task_id: str):
     """Delegate (委派): the delegate acts, then the task comes back."""
@@ -155,7 +155,7 @@ def delegate(body, task_id: str):
 
 
 @blp.route("/<task_id>/signers", methods=["POST"])
-@blp.arguments(SignersRequest)
+@blp.arguments(SignersRequest())
 @blp.response(201, TaskOut(many=True))
 def add_signers(body, task_id: str):
     """Add signers (加签) before, after, or in parallel with the current person."""
@@ -166,7 +166,7 @@ def add_signers(body, task_id: str):
 
 
 @blp.route("/<task_id>/remove-signer", methods=["POST"])
-@blp.arguments(OpinionRequest)
+@blp.arguments(OpinionRequest())
 @blp.response(200, TaskOut)
 def remove_signer(body, task_id: str):
     """Remove an added signer (减签) who has not acted; the id is the signer's task id."""
@@ -176,7 +176,7 @@ def remove_signer(body, task_id: str):
 
 
 @blp.route("/<task_id>/withdraw", methods=["POST"])
-@blp.arguments(OpinionRequest)
+@blp.arguments(OpinionRequest())
 @blp.response(200, InstanceSummary)
 def withdraw(body, task_id: str):
     """Withdraw (撤回) a step you completed, while the next step has not been acted on."""
@@ -184,7 +184,7 @@ def withdraw(body, task_id: str):
 
 
 @blp.route("/<task_id>/cc", methods=["POST"])
-@blp.arguments(CopyRequest)
+@blp.arguments(CopyRequest())
 @blp.response(201)
 def copy_to(body, task_id: str):
     """Copy (抄送/传阅) the instance to users or units; they see it under scope=cc."""
@@ -195,7 +195,7 @@ def copy_to(body, task_id: str):
 
 
 @blp.route("/<task_id>/assign", methods=["POST"])
-@blp.arguments(AssignRequest)
+@blp.arguments(AssignRequest())
 @blp.response(200, TaskOut)
 def assign(body, task_id: str):
     """Assign a task to a user (process administrators), e.g. one whose rule matched nobody."""

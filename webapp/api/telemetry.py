@@ -161,7 +161,7 @@ def latest(point_id):
 
 
 @blp.route("/points/<int:point_id>/history", methods=["GET"])
-@blp.arguments(HistoryArgs, location="query")
+@blp.arguments(HistoryArgs(), location="query")
 @blp.response(200, HistoryOut)
 def history(args, point_id):
     """Readings in [from, to) by time (default: the last 24 hours)."""
@@ -171,7 +171,7 @@ def history(args, point_id):
 
 
 @blp.route("/points/<int:point_id>/shelve", methods=["POST"])
-@blp.arguments(ShelveIn)
+@blp.arguments(ShelveIn())
 @blp.response(200)
 def shelve(body, point_id):
     """Shelve the point's alarms until a time (at most 7 days)."""
@@ -181,7 +181,7 @@ def shelve(body, point_id):
 
 
 @blp.route("/alarms", methods=["GET"])
-@blp.arguments(AlarmArgs, location="query")
+@blp.arguments(AlarmArgs(), location="query")
 @blp.response(200, AlarmOut(many=True))
 def list_alarms(args):
     """Alarms in your data scope, newest first."""
@@ -197,7 +197,7 @@ def get_alarm(alarm_id):
 
 
 @blp.route("/alarms/<int:alarm_id>/acknowledge", methods=["POST"])
-@blp.arguments(AckIn)
+@blp.arguments(AckIn())
 @blp.response(200, AlarmOut)
 def acknowledge(body, alarm_id):
     """Acknowledge an alarm (completes its process's acknowledge task when one is open)."""
@@ -206,7 +206,7 @@ def acknowledge(body, alarm_id):
 
 
 @blp.route("/gateways", methods=["POST"])
-@blp.arguments(GatewayIn)
+@blp.arguments(GatewayIn())
 @blp.response(201, GatewayOut)
 def create_gateway(body):
     """Register a gateway; the answer carries its credential, shown this once only."""
@@ -224,7 +224,7 @@ def list_gateways():
 
 
 @blp.route("/gateways/<int:gateway_id>", methods=["PATCH"])
-@blp.arguments(GatewayUpdate)
+@blp.arguments(GatewayUpdate())
 @blp.response(200, GatewayDetail)
 def update_gateway(body, gateway_id):
     """Rename, enable or disable a gateway, or set its silence threshold (monitoring administrators)."""
