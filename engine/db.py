@@ -5,7 +5,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from sqlalchemy import Integer, bindparam, create_engine, event, func
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from .config import Config
@@ -96,9 +96,9 @@ def paginate(stmt, order):
             .limit(bindparam("page_limit", type_=Integer)).offset(bindparam("page_offset", type_=Integer)))
 
 
-def run_page(session: Session, paged, params: dict, page: int, per_page: int, entities: bool = True):
-    """(items, total) of one page of a ``paginate`` query. Items are the first selected entity of each row,
-    or (``entities=False``) the rows themselves."""
+def run_page(session: Session | Connection, paged, params: dict, page: int, per_page: int, entities: bool = True):
+    """(items, total) of one page of a ``paginate`` query, run in a session (or, for plain columns, on a
+    connection). Items are the first selected entity of each row, or (``entities=False``) the rows themselves."""
     rows = session.execute(paged, {**params, "page_limit": per_page, "page_offset": (page - 1) * per_page}).all()
     if rows:
         return ([row[0] for row in rows] if entities else rows), rows[0].total
@@ -108,6 +108,6 @@ def run_page(session: Session, paged, params: dict, page: int, per_page: int, en
     return [], first.total if first is not None else 0
 
 
-def page_of(session: Session, stmt, order, page: int, per_page: int, entities: bool = True):
+def page_of(session: Session | Connection, stmt, order, page: int, per_page: int, entities: bool = True):
     """(items, total) of one page of ``stmt`` in one query (see paginate)."""
     return run_page(session, paginate(stmt, order), {}, page, per_page, entities)

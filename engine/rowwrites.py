@@ -56,16 +56,19 @@ def _full_row(row, columns) -> dict:
 
 
 @cache
-def _insert_statement(table):
+def _insert_statement(table, returning: bool):
     # RETURNING makes SQLAlchemy send several rows as one multi-row INSERT ("insertmanyvalues"); without it
     # they go as an executemany, which psycopg pipelines row by row: a dozen system calls more for two rows.
-    return insert(table).returning(*table.primary_key.columns)
+    stmt = insert(table)
+    return stmt.returning(*table.primary_key.columns) if returning else stmt
 
 
 def insert_rows(session: Session, table, rows: list[dict]) -> None:
     """INSERT rows that all name the same columns, as one statement (SQLAlchemy splits very long lists)."""
-    if rows:
-        session.connection().execute(_insert_statement(table), rows)
+    if len(rows) == 1:
+        session.connection().execute(_insert_statement(table, False), rows[0])
+    elif rows:
+        session.connection().execute(_insert_statement(table, True), rows)
 
 
 def write_rows(session: Session, new: list, changed: list) -> None:
