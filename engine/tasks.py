@@ -76,19 +76,18 @@ def inbox(session: Session, user: User, scope: str = "mine", page: int = 1, per_
     if scope == "group":
         stmt = (_PLAIN_TASKS if plain else select(HumanTask)).where(
             HumanTask.state == "open", HumanTask.assignee_id.is_(None), _candidate_clause(session, user))
-        if not plain:
-            return page_of(session, stmt, (HumanTask.created_at.desc(), HumanTask.id), page, per_page)
-        return _summaries(page_of(session.connection(), stmt, (HumanTask.created_at.desc(), HumanTask.id), page,
-                                  per_page, entities=False))
+        order = (HumanTask.created_at.desc(), HumanTask.id)
+        if plain:  # plain columns need none of the ORM's result handling: the query runs on the connection
+            return _summaries(page_of(session.connection(), stmt, order, page, per_page, entities=False))
+        return page_of(session, stmt, order, page, per_page)
     if scope == "unassigned" and not user.can("instance.admin"):
         raise Forbidden("only process administrators see unassigned tasks", code="not_admin")
     if scope not in ("mine", "done", "unassigned"):
         raise ValidationFailed(f"unknown scope '{scope}'", errors={"scope": [{"code": "enum", "message": scope}]})
-    if not plain:
-        return run_page(session, _scope_page(scope, plain), {"uid": user.id}, page, per_page)
-    # Plain columns need none of the ORM's result handling: the query runs on the session's connection.
-    return _summaries(run_page(session.connection(), _scope_page(scope, plain), {"uid": user.id}, page, per_page,
-                               entities=False))
+    if plain:
+        return _summaries(run_page(session.connection(), _scope_page(scope, True), {"uid": user.id}, page, per_page,
+                                   entities=False))
+    return run_page(session, _scope_page(scope, False), {"uid": user.id}, page, per_page)
 
 
 def counts(session: Session, user: User) -> dict[str, int]:

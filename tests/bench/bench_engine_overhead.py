@@ -110,8 +110,8 @@ def instrument(db) -> tuple[Breakdown, callable]:
     bd.wrap(tasks, "get", "task lookup + visibility")
     bd.wrap(Session, "flush", "ORM flush bookkeeping")
     bd.wrap(Session, "commit", "ORM flush bookkeeping")
-    bd.wrap(rowwrites, "write_rows", "row writes (Core: task upsert, instance UPDATE)")
-    bd.wrap(rowwrites, "update_changed", "row writes (Core: task upsert, instance UPDATE)")
+    bd.wrap(rowwrites, "write_rows", "row writes (Core: task UPDATE + INSERT, instance UPDATE)")
+    bd.wrap(rowwrites, "update_changed", "row writes (Core: task UPDATE + INSERT, instance UPDATE)")
     engine = db.write_engine
     dialect = engine.dialect
     original_commit = dialect.do_commit
