@@ -62,22 +62,26 @@ def soap(service: str):
     """The same operations over SOAP 1.1 (document/literal): faults instead of JSON errors."""
     p, key = platform(), request.headers.get("X-API-Key")
     try:
-        try:
-            entry = _entry(service)
-            operation, arguments = soapfacade.parse(request.get_data(), entry["operations"])
-        except soapfacade.SoapError as exc:
-            bus.refuse(p.db, key, service, "", "soap", EngineError(str(exc), code="malformed_envelope"))
-            return Response(soapfacade.fault("Client", str(exc)), status=400, mimetype="text/xml")
-        except EngineError as exc:  # a bad key or a service this consumer cannot see, before call() is reached
-            bus.refuse(p.db, key, service, "", "soap", exc)
-            raise
+        operation, arguments = soapfacade.parse(request.get_data(), _entry(service)["operations"])
+    except soapfacade.SoapError as exc:
+        bus.refuse(p.db, key, service, "", "soap", EngineError(str(exc), code="malformed_envelope"))
+        return Response(soapfacade.fault("Client", str(exc)), status=400, mimetype="text/xml")
+    except EngineError as exc:  # a bad key or a service this consumer cannot see, before call() is reached
+        bus.refuse(p.db, key, service, "", "soap", exc)
+        return _fault(exc)
+    try:
         outcome = bus.call(p.db, p.config, p.registry, p.bus_limiter, key, service, operation, arguments,
                            request.headers.get("Idempotency-Key"), protocol="soap")
     except EngineError as exc:
-        side = "Client" if exc.status < 500 else "Server"
-        return Response(soapfacade.fault(side, exc.message), status=500 if side == "Server" else exc.status,
-                        mimetype="text/xml")
+        return _fault(exc)
     if outcome.status >= 400:
         return Response(soapfacade.fault("Server" if outcome.status >= 500 else "Client",
                                          outcome.body.get("message", "")), status=500, mimetype="text/xml")
     return Response(soapfacade.response(service, operation, outcome.body), mimetype="text/xml")
+
+
+def _fault(exc: EngineError) -> Response:
+    """A refusal as a SOAP fault: the caller's fault with its own status, ours as a 500."""
+    side = "Client" if exc.status < 500 else "Server"
+    return Response(soapfacade.fault(side, exc.message), status=500 if side == "Server" else exc.status,
+                    mimetype="text/xml")

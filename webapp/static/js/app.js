@@ -155,16 +155,6 @@
       });
     });
   });
-  document.querySelectorAll('form').forEach(function (form) {
-    form.addEventListener('submit', function (event) {
-      var tooLarge = form.querySelector('[data-file-picker] .file-picker-name.error');
-      if (tooLarge) {
-        event.preventDefault();
-        tooLarge.closest('[data-file-picker]').querySelector('input[type=file]').focus();
-        tooLarge.scrollIntoView({ block: 'center' });
-      }
-    });
-  });
 
   // Confirm destructive actions.
   document.addEventListener('click', function (event) {
@@ -172,10 +162,16 @@
     if (button && !window.confirm(button.getAttribute('data-confirm'))) { event.preventDefault(); }
   });
 
-  // Do not submit twice.
+  // Keep back a file marked too large (above); otherwise do not submit twice.
   document.querySelectorAll('form').forEach(function (form) {
     form.addEventListener('submit', function (event) {
-      if (event.defaultPrevented) { return; }
+      var tooLarge = form.querySelector('[data-file-picker] .file-picker-name.error');
+      if (tooLarge) {
+        event.preventDefault();
+        tooLarge.closest('[data-file-picker]').querySelector('input[type=file]').focus();
+        tooLarge.scrollIntoView({ block: 'center' });
+        return;
+      }
       setTimeout(function () {
         form.querySelectorAll('button[type=submit], button:not([type])').forEach(function (b) { b.disabled = true; });
       }, 0);
