@@ -40,7 +40,7 @@ def record(session: Session, instance: ProcessInstance, kind: str, actor: User |
            task_id: str | None = None, bpmn_id: str | None = None, task_name: str | None = None,
            opinion: str | None = None, **detail) -> None:
     """Append an event to the instance's chain; the caller holds the instance lock. The row is written
-    with the session's next flush (after the ORM's own rows, so every foreign key it names exists)."""
+    with the step's own rows or the session's next flush (it names only the instance and users, which exist)."""
     # Store exactly what is hashed: a JSON copy, detached from objects the workflow may still change.
     detail = json.loads(json.dumps(detail, ensure_ascii=False, default=str))
     instance.event_count += 1  # also marks the instance dirty, so the session will flush

@@ -270,19 +270,20 @@ class Step:
 
     # -- persistence ---------------------------------------------------------------------------
     def save(self) -> None:
-        """Write everything that follows from the workflow's new state: the step's own rows with Core
-        statements, the rest in one flush, then the audit events."""
+        """Write everything that follows from the workflow's new state: the step's own rows and the audit
+        events in one batch of Core writes (one statement on PostgreSQL), then the rest in one flush."""
         with self.session.no_autoflush:
             self._save()
         alarms_follow_processes(self.session)  # sees the step's rows as dirty only until they are written
         rows, self._unwritten = self._unwritten, []
-        rowwrites.write_rows(self.session, rows, [self.task_row] if self.task_row is not None else [])
-        if self._candidates:
-            rowwrites.insert_rows(self.session, TaskCandidate.__table__, self._candidates)
-            self._candidates = []
-        rowwrites.update_changed(self.session, self.instance)
+        with rowwrites.batch(self.session):
+            rowwrites.write_rows(self.session, rows, [self.task_row] if self.task_row is not None else [])
+            if self._candidates:
+                rowwrites.insert_rows(self.session, TaskCandidate.__table__, self._candidates)
+                self._candidates = []
+            rowwrites.update_changed(self.session, self.instance)
+            audit.write_pending(self.session)
         self.session.flush()
-        audit.write_pending(self.session)
 
     def _save(self) -> None:
         wf, inst = self.workflow, self.instance

@@ -318,6 +318,7 @@ def inprocess_breakdown(prep: dict, tmp: Path, n: int) -> dict:
 
 
     import bare_app
+    import psycopg
     from bench_engine_overhead import Breakdown
     from SpiffWorkflow.bpmn.serializer.workflow import BpmnWorkflowSerializer
     from SpiffWorkflow.bpmn.workflow import BpmnWorkflow
@@ -326,7 +327,7 @@ def inprocess_breakdown(prep: dict, tmp: Path, n: int) -> dict:
     from sqlalchemy.engine import Connection
 
     import webapp.api as api_module
-    from engine import runtime
+    from engine import rowwrites, runtime
     from engine import tasks as engine_tasks
     from webapp import create_app
     from webapp.api import serial
@@ -346,6 +347,7 @@ def inprocess_breakdown(prep: dict, tmp: Path, n: int) -> dict:
 
     spiff = "SpiffWorkflow: load, run, save"
     bd.wrap(Connection, "_execute_context", "SQL statements: SQLAlchemy Core + psycopg + waits")
+    bd.wrap(rowwrites, "_send", "SQL statements: SQLAlchemy Core + psycopg + waits")  # a step's batched writes
     bd.wrap(Connection, "_commit_impl", "COMMIT")
     bd.wrap(api_module, "user_from_token", "authenticate (token, principal)")
     bd.wrap(engine_tasks, "inbox", "engine: tasks.inbox, ORM and the rest")
@@ -359,6 +361,13 @@ def inprocess_breakdown(prep: dict, tmp: Path, n: int) -> dict:
     engines = (app.extensions["emflow"].db.write_engine, bare.config["BARE_ENGINE"])
     for engine in engines:
         event.listen(engine, "before_cursor_execute", count)
+    raw_execute = psycopg.RawCursor.execute
+
+    def counted(*args, **kwargs):  # the batched writes go past SQLAlchemy's cursor events
+        count()
+        return raw_execute(*args, **kwargs)
+
+    psycopg.RawCursor.execute = counted
     out = {}
     try:
         for stack, client in (("emflow", app.test_client()), ("bare", bare.test_client())):
@@ -383,6 +392,7 @@ def inprocess_breakdown(prep: dict, tmp: Path, n: int) -> dict:
                                       "parts": {k: (bd.cpu[k] / n, bd.totals[k] / n) for k in bd.totals}}
     finally:
         bd.undo()
+        psycopg.RawCursor.execute = raw_execute
         for engine in engines:
             event.remove(engine, "before_cursor_execute", count)
         app.extensions["emflow"].db.dispose()

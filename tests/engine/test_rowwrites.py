@@ -6,10 +6,11 @@ import uuid
 
 import pytest
 from sqlalchemy import func, inspect, select, text
+from sqlalchemy.exc import IntegrityError
 
 from engine import rowwrites
 from engine.errors import Conflict
-from engine.models import HumanTask, ProcessInstance
+from engine.models import HumanTask, ProcessInstance, TaskCandidate
 from tests.engine.helpers import DISPATCH, only_task, start
 
 
@@ -135,3 +136,111 @@ def test_more_rows_than_one_statement_may_carry_are_all_written(db, config):
         rowwrites.write_rows(s, rows, [])
     with db.session() as s:
         assert s.scalar(select(func.count()).select_from(HumanTask).where(HumanTask.loop_item == "many")) == 1100
+
+
+# -- batches: on PostgreSQL the writes of a block go as one statement at its end; elsewhere at once ---------------
+def stored(s, sql: str, **params):
+    """Rows as the database holds them now, in the session's transaction."""
+    return s.connection().execute(text(sql), params).all()
+
+
+def test_a_batch_sends_its_writes_together_when_the_block_ends(db, config):
+    instance_id = start(db, config, "zhang.wei", DISPATCH)
+    draft = only_task(db, instance_id).id
+    postgres = db.dialect == "postgresql"
+    with db.transaction() as s:
+        inst = s.get(ProcessInstance, instance_id)
+        task = s.get(HumanTask, draft)
+        version = inst.lock_version
+        task.state, task.opinion, inst.title = "completed", "已拟稿", "成批"
+        a, b = new_task(inst, assignee_id=None), new_task(inst, assignee_id=None)  # NULLs in a multi-row VALUES
+        sent, stop = statements(db)
+        with rowwrites.batch(s):
+            rowwrites.write_rows(s, [a, b], [task])
+            rowwrites.update_changed(s, inst)
+            # Inside the block nothing has reached the database on PostgreSQL; on SQLite each write went at once.
+            seen = stored(s, "SELECT state FROM human_task WHERE id = :id", id=draft)
+            assert seen == ([("open",)] if postgres else [("completed",)])
+        stop()
+        assert sent == (["SELECT"] if postgres else ["UPDATE", "INSERT", "UPDATE", "SELECT"])
+        assert inst.lock_version == version + 1 and not s.dirty and inspect(a).persistent
+        assert stored(s, "SELECT count(*) FROM human_task WHERE id IN (:a, :b) AND assignee_id IS NULL",
+                      a=a.id, b=b.id) == [(2,)]
+    with db.session() as s:
+        row = s.get(ProcessInstance, instance_id)
+        assert (row.title, row.lock_version) == ("成批", version + 1)
+        assert (s.get(HumanTask, draft).state, s.get(HumanTask, draft).opinion) == ("completed", "已拟稿")
+
+
+def test_a_stale_version_in_a_batch_is_a_conflict_and_writes_nothing(db, config):
+    instance_id = start(db, config, "zhang.wei", DISPATCH)
+    draft = only_task(db, instance_id).id
+    with db.transaction() as s:
+        inst = s.get(ProcessInstance, instance_id)
+        title = inst.title
+        s.execute(text("UPDATE process_instance SET lock_version = lock_version + 1 WHERE id = :id"),
+                  {"id": instance_id})
+        task = s.get(HumanTask, draft)
+        task.opinion, inst.title = "不应写入", "过时的修改"
+        with pytest.raises(Conflict) as caught, rowwrites.batch(s):
+            rowwrites.write_rows(s, [], [task])
+            rowwrites.update_changed(s, inst)
+        assert caught.value.code == "stale" and f"ProcessInstance {instance_id}" in caught.value.message
+        s.rollback()
+    with db.session() as s:
+        assert s.get(ProcessInstance, instance_id).title == title and s.get(HumanTask, draft).opinion is None
+
+
+def test_a_database_error_in_a_batch_is_sqlalchemys_and_nothing_is_written(db, config):
+    instance_id = start(db, config, "zhang.wei", DISPATCH)
+    with db.transaction() as s:
+        inst = s.get(ProcessInstance, instance_id)
+        good, orphan = new_task(inst), new_task(inst)
+        orphan.instance_id = 987654321  # no such instance: the foreign key refuses the row
+        with pytest.raises(IntegrityError) as caught, rowwrites.batch(s):
+            rowwrites.write_rows(s, [good, orphan], [])
+        if db.dialect == "postgresql":  # the values may be anyone's data: not in the message or the log
+            assert "parameters hidden" in str(caught.value)
+        good_id = good.id
+        s.rollback()
+    with db.session() as s:
+        assert s.get(HumanTask, good_id) is None
+
+
+def test_a_block_that_raises_sends_nothing(db, config):
+    instance_id = start(db, config, "zhang.wei", DISPATCH)
+    with db.transaction() as s:
+        inst = s.get(ProcessInstance, instance_id)
+        row = new_task(inst)
+        row_id = row.id
+        sent, stop = statements(db)
+        with pytest.raises(RuntimeError), rowwrites.batch(s):
+            rowwrites.write_rows(s, [row], [])
+            raise RuntimeError("the step failed")
+        stop()
+        assert sent == ([] if db.dialect == "postgresql" else ["INSERT"])
+        s.rollback()
+    with db.session() as s:
+        assert s.get(HumanTask, row_id) is None
+
+
+def test_a_batch_of_more_parameters_than_a_statement_takes_goes_in_parts(db, config, monkeypatch):
+    instance_id = start(db, config, "zhang.wei", DISPATCH)
+    draft = only_task(db, instance_id).id
+    monkeypatch.setattr(rowwrites, "MAX_PARAMS", 100)  # 33 columns a row: three rows a statement
+    monkeypatch.setattr(rowwrites, "CACHED_PARAMS", 50)  # and some statements built for the call only
+    with db.transaction() as s:
+        inst = s.get(ProcessInstance, instance_id)
+        task = s.get(HumanTask, draft)
+        task.opinion, inst.title = "分批", "分批写入"
+        rows = [new_task(inst, loop_item="parts") for _ in range(10)]
+        with rowwrites.batch(s):
+            rowwrites.write_rows(s, rows, [task])
+            rowwrites.update_changed(s, inst)
+            rowwrites.insert_rows(s, TaskCandidate.__table__, [{"task_id": r.id, "user_id": inst.initiator_id,
+                                                                "group_id": None} for r in rows])
+    with db.session() as s:
+        assert s.scalar(select(func.count()).select_from(HumanTask).where(HumanTask.loop_item == "parts")) == 10
+        assert s.scalar(select(func.count()).select_from(TaskCandidate)
+                        .where(TaskCandidate.task_id.in_([r.id for r in rows]))) == 10
+        assert (s.get(HumanTask, draft).opinion, s.get(ProcessInstance, instance_id).title) == ("分批", "分批写入")
