@@ -13,6 +13,7 @@ round trips to save, each write goes at once.
 """
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cache, lru_cache
@@ -25,11 +26,10 @@ from sqlalchemy.orm import Session, make_transient_to_detached
 from .errors import Conflict
 
 _BATCH = "rowwrites_batch"
-# PostgreSQL's protocol carries at most 65,535 parameters in one statement; a batch over this goes in parts.
-MAX_PARAMS = 30_000
-# Statements of up to this many parameters are kept, once built; longer ones (rare, and each of a shape of its
-# own) are built for the call.
-CACHED_PARAMS = 2_000
+# In a batch, an INSERT of up to this many rows is a VALUES list; a longer one takes one array per column (its text
+# does not depend on the number of rows, and it never reaches the protocol's 65,535 parameters). Arrays cost
+# psycopg more per value, so the usual one to three rows go as VALUES.
+VALUES_ROWS = 10
 # Batched statements are written for psycopg, the one PostgreSQL driver emflow uses (engine.db).
 _PG = PGDialect_psycopg()
 
@@ -83,12 +83,12 @@ def _insert_statement(table, returning: bool):
 
 
 def insert_rows(session: Session, table, rows: list[dict]) -> None:
-    """INSERT rows that all name the same columns, as one statement (SQLAlchemy splits very long lists)."""
+    """INSERT rows that all name the same columns, as one statement (SQLAlchemy splits very long lists; in a
+    batch, one array per column)."""
     pending = session.info.get(_BATCH)
     if pending is not None:
         if rows:
-            pending.append(_Write(("insert", table, tuple(rows[0]), len(rows)),
-                                  [row[key] for row in rows for key in rows[0]]))
+            pending.insert(table, rows)
     elif len(rows) == 1:
         session.connection().execute(_insert_statement(table, False), rows[0])
     elif rows:
@@ -111,7 +111,8 @@ def write_rows(session: Session, new: list, changed: list) -> None:
 
 def update_changed(session: Session, obj) -> None:
     """UPDATE the changed columns of a persistent object (checking and bumping its version column, if it
-    has one) and mark it clean; no statement if nothing changed. 409 if the version is stale."""
+    has one) and mark it clean; no statement if nothing changed. 409 if the version is stale (in a batch:
+    when the batch is sent)."""
     state = inspect(obj)
     if not state.persistent or not state.modified:
         return
@@ -120,21 +121,21 @@ def update_changed(session: Session, obj) -> None:
         return  # a change only the ORM knows how to write: the flush does it all
     values = state.dict
     # committed_state holds the value each changed attribute had when loaded: skip those set to the same value.
-    changed = {key: values[key] for key, old in state.committed_state.items() if key in values and values[key] != old}
+    # Column order, so a batch sees few shapes of statement.
+    old = state.committed_state
+    changed = {key: values[key] for key, _ in _columns(mapper)
+               if key in old and key in values and values[key] != old[key]}
     if changed:
         version = mapper.version_id_col
         where = {"w_pk": state.identity[0]}
         if version is not None:
             changed[version.key] = values[version.key] + 1
             where["w_version"] = values[version.key]
-        stale = f"{mapper.class_.__name__} {state.identity[0]} was changed by someone else"
         pending = session.info.get(_BATCH)
         if pending is not None:
-            keys = (mapper.primary_key[0].key, version.key if version is not None else None)
-            pending.append(_Write(("update", mapper.local_table, tuple(changed), keys),
-                                  [*changed.values(), *where.values()], stale))
+            pending.update(session, mapper, changed, where)
         elif session.connection().execute(_update_statement(mapper), {**changed, **where}).rowcount != 1:
-            raise Conflict(stale, code="stale")
+            raise Conflict(_stale(mapper, state.identity[0]), code="stale")
         if version is not None:
             values[version.key] += 1
     # What a flush does after its UPDATE: the written values become the committed state (SQLAlchemy's own
@@ -142,121 +143,147 @@ def update_changed(session: Session, obj) -> None:
     state._commit_all(values, session.identity_map)
 
 
+def _stale(mapper, pk) -> str:
+    return f"{mapper.class_.__name__} {pk} was changed by someone else"
+
+
 class _Write(NamedTuple):
-    """One write waiting in a batch: its shape (which the statement's text depends on) and its parameters."""
+    """A write held back in a batch: its shape (on which the statement's text depends), its parameters, and for
+    an UPDATE what to name should it find no row."""
 
-    shape: tuple  # ("insert", table, columns, rows) or ("update", table, columns set, (pk, version or None))
-    params: list
-    stale: str | None = None  # an UPDATE's message should it find no row
-
-
-@contextmanager
-def batch(session: Session) -> Iterator[None]:
-    """Hold back the writes made in the block and send them together when it ends (not if it raises)."""
-    if session.bind.dialect.name != "postgresql" or _BATCH in session.info:
-        yield
-        return
-    pending = session.info[_BATCH] = []
-    try:
-        yield
-    finally:
-        del session.info[_BATCH]
-    _send(session, pending)
+    shape: tuple  # ("insert", table, columns, rows or 0 for arrays) or ("update", table, columns set, pk, version)
+    params: list  # for arrays: one list of values per column
+    stale: tuple | None = None  # (mapper, primary key)
 
 
-def _send(session: Session, pending: list[_Write]) -> None:
-    import psycopg
+class _Batch:
+    """The writes held back by ``batch``, and the rows they write (a row written twice goes in two statements:
+    the parts of one statement do not see each other's changes)."""
 
-    if not pending:
-        return
-    # psycopg's RawCursor takes the statement as written ($1, $2 …); its default cursor would parse a statement
-    # of more than 50 parameters again on every call (about 0.3 ms here).
-    with psycopg.RawCursor(session.connection().connection.driver_connection) as cursor:
-        for part in _parts(pending):
-            params = [p(v) if p else v for w in part
-                      for p, v in zip(_processors(w.shape), w.params, strict=True)]
-            shapes = tuple(w.shape for w in part)
-            sql = _statement(shapes) if len(params) <= CACHED_PARAMS else _statement.__wrapped__(shapes)
+    def __init__(self):
+        self.writes: list[_Write] = []
+        self.rows: set = set()
+
+    def insert(self, table, rows: list[dict]) -> None:
+        columns = tuple(rows[0])
+        if len(rows) <= VALUES_ROWS:
+            self.writes.append(_Write(("insert", table, columns, len(rows)),
+                                      [row[key] for row in rows for key in columns]))
+        else:
+            self.writes.append(_Write(("insert", table, columns, 0), [[row[key] for row in rows] for key in columns]))
+        (pk,) = table.primary_key.columns
+        if pk.key in rows[0]:  # rows keyed by the database's sequence cannot be written again by this batch
+            self.rows.update((table, row[pk.key]) for row in rows)
+
+    def update(self, session: Session, mapper, changed: dict, where: dict) -> None:
+        table, pk = mapper.local_table, where["w_pk"]
+        if (table, pk) in self.rows:
+            self.send(session)
+        self.rows.add((table, pk))
+        version = mapper.version_id_col
+        (pk_column,) = mapper.primary_key
+        self.writes.append(_Write(("update", table, tuple(changed), pk_column.key,
+                                   version.key if version is not None else None),
+                                  [*changed.values(), *where.values()], (mapper, pk)))
+
+    def send(self, session: Session) -> None:
+        """One statement doing every write held back so far; a stale version is a 409."""
+        import psycopg
+
+        writes, self.writes, self.rows = self.writes, [], set()
+        if not writes:
+            return
+        sql = _statement(tuple(w.shape for w in writes))
+        params = []
+        for w in writes:
+            arrays = w.shape[0] == "insert" and not w.shape[3]
+            for p, value in zip(_processors(w.shape), w.params, strict=True):
+                if p is not None:
+                    value = [p(v) for v in value] if arrays else p(value)
+                params.append(value)
+        # psycopg's RawCursor takes the statement as written ($1, $2 …); its default cursor would parse a
+        # statement of more than 50 parameters again on every call (about 0.3 ms here).
+        with psycopg.RawCursor(session.connection().connection.driver_connection) as cursor:
             try:
                 counts = cursor.execute(sql, params).fetchone()
             except psycopg.Error as error:
                 raise exc.DBAPIError.instance(sql, params, error, psycopg.Error, hide_parameters=True,
                                               dialect=_PG) from error
-            updates = [w for w in part if w.stale]
-            for write, count in zip(updates, counts if updates else (), strict=True):
-                if count != 1:
-                    raise Conflict(write.stale, code="stale")
+        updates = [w for w in writes if w.stale]
+        for write, count in zip(updates, counts if updates else (), strict=True):
+            if count != 1:
+                raise Conflict(_stale(*write.stale), code="stale")
 
 
-def _parts(pending: list[_Write]) -> Iterator[list[_Write]]:
-    """The writes in statements of at most MAX_PARAMS parameters; a long INSERT is split by rows."""
-    part, size = [], 0
-    for write in pending:
-        kind, table, columns, rows = write.shape
-        pieces = [write]
-        if kind == "insert" and len(write.params) > MAX_PARAMS:
-            per = MAX_PARAMS // len(columns)
-            pieces = [_Write((kind, table, columns, min(per, rows - start)),
-                             write.params[start * len(columns):(start + per) * len(columns)])
-                      for start in range(0, rows, per)]
-        for piece in pieces:
-            if part and size + len(piece.params) > MAX_PARAMS:
-                yield part
-                part, size = [], 0
-            part.append(piece)
-            size += len(piece.params)
-    if part:
-        yield part
+@contextmanager
+def batch(session: Session) -> Iterator[None]:
+    """Hold back the writes made in the block and send them together when it ends. If the block raises, they
+    are dropped, though the objects look written: the caller must roll back (``db.transaction`` does)."""
+    if _BATCH in session.info:
+        raise RuntimeError("batches do not nest")
+    dialect = session.get_bind().dialect
+    # Elsewhere than on PostgreSQL the block's writes go at once (None in the session's info says so).
+    pending = session.info[_BATCH] = _Batch() if (dialect.name, dialect.driver) == ("postgresql", "psycopg") else None
+    try:
+        yield
+    finally:
+        del session.info[_BATCH]
+    if pending is not None:
+        pending.send(session)
 
 
 @cache
 def _column_sql(table, key: str) -> tuple[str, object]:
-    """The cast SQLAlchemy gives a parameter for this column (so NULLs in a multi-row VALUES keep their type)
-    and the column type's bind processor."""
+    """The cast SQLAlchemy gives a parameter for this column (so a NULL keeps its type) and the column type's
+    bind processor. Where SQLAlchemy casts nothing, the column's own type, without a length: a cast to
+    varchar(n) would cut a longer value instead of refusing it."""
     column = table.c[key]
     rendered = str(bindparam("p", type_=column.type).compile(dialect=_PG))
-    cast = rendered.split(")s", 1)[1] or "::" + column.type.compile(dialect=_PG)
+    cast = rendered.split(")s", 1)[1] or "::" + re.sub(r"\(.*\)", "", column.type.compile(dialect=_PG))
     return cast, column.type.dialect_impl(_PG).bind_processor(_PG)
 
 
+@lru_cache(maxsize=256)
 def _processors(shape: tuple) -> list:
     """The bind processor (or None) of each of a write's parameters."""
-    kind, table, columns, extra = shape
+    kind, table, columns, *keys = shape
+    processors = [_column_sql(table, key)[1] for key in columns]
     if kind == "insert":
-        return _row_processors(table, columns) * extra
-    pk, version = extra
-    return [*_row_processors(table, columns), _column_sql(table, pk)[1]] + ([None] if version else [])
-
-
-@lru_cache(maxsize=256)
-def _row_processors(table, columns: tuple) -> list:
-    return [_column_sql(table, key)[1] for key in columns]
+        return processors * (keys[0] or 1)
+    pk, version = keys
+    return [*processors, _column_sql(table, pk)[1]] + ([None] if version else [])
 
 
 @lru_cache(maxsize=256)
 def _statement(shapes: tuple) -> str:
-    """One statement doing every write of the shapes, answering the row count of each UPDATE in turn. Only
-    table and column names from the models go into the text, quoted; every value is a parameter."""
-    quote = _PG.identifier_preparer.quote
+    """One statement doing every write of the shapes, answering the row count of each UPDATE in turn. Only table
+    and column names from the models go into the text, quoted; every value is a parameter."""
+    prepare = _PG.identifier_preparer
     n = 0
 
-    def param(table, key):
+    def param(table, key, array=""):
         nonlocal n
         n += 1
-        return f"${n}{_column_sql(table, key)[0]}"
+        return f"${n}{_column_sql(table, key)[0]}{array}"
 
     writes, counts = [], []
-    for i, (kind, table, columns, extra) in enumerate(shapes):
+    for i, (kind, table, columns, *keys) in enumerate(shapes):
+        names = [prepare.quote(table.c[key].name) for key in columns]
         if kind == "insert":
-            rows = ", ".join("(" + ", ".join(param(table, key) for key in columns) + ")" for _ in range(extra))
-            writes.append(f"w{i} AS (INSERT INTO {quote(table.name)} ({', '.join(map(quote, columns))}) "  # noqa: S608
-                          f"VALUES {rows})")
+            (rows,) = keys
+            if rows:
+                values = "VALUES " + ", ".join(
+                    "(" + ", ".join(param(table, key) for key in columns) + ")" for _ in range(rows))
+            else:
+                values = "SELECT * FROM unnest(" + ", ".join(param(table, key, "[]") for key in columns) + ")"  # noqa: S608
+            writes.append(f"w{i} AS (INSERT INTO {prepare.format_table(table)} ({', '.join(names)}) {values})")  # noqa: S608
         else:
-            pk, version = extra
-            sets = ", ".join(f"{quote(key)} = {param(table, key)}" for key in columns)
-            where = f"{quote(pk)} = {param(table, pk)}"
+            pk, version = keys
+            sets = ", ".join(f"{name} = {param(table, key)}" for name, key in zip(names, columns, strict=True))
+            where = f"{prepare.quote(table.c[pk].name)} = {param(table, pk)}"
             if version:
-                where += f" AND {quote(version)} = {param(table, version)}"
-            writes.append(f"w{i} AS (UPDATE {quote(table.name)} SET {sets} WHERE {where} RETURNING 1)")  # noqa: S608
+                where += f" AND {prepare.quote(table.c[version].name)} = {param(table, version)}"
+            writes.append(f"w{i} AS (UPDATE {prepare.format_table(table)} SET {sets} WHERE {where} "  # noqa: S608
+                          "RETURNING 1)")
             counts.append(f"(SELECT count(*) FROM w{i})")  # noqa: S608
     return f"WITH {', '.join(writes)} SELECT {', '.join(counts) or 'NULL'}"

@@ -224,23 +224,32 @@ def test_a_block_that_raises_sends_nothing(db, config):
         assert s.get(HumanTask, row_id) is None
 
 
-def test_a_batch_of_more_parameters_than_a_statement_takes_goes_in_parts(db, config, monkeypatch):
+def test_a_long_batch_and_a_row_written_twice_are_all_written(db, config):
+    # 1,100 rows of 33 columns (more parameters than one statement may carry, were they not arrays), their
+    # candidates, and the instance updated twice: the second UPDATE goes after the first, not beside it.
     instance_id = start(db, config, "zhang.wei", DISPATCH)
     draft = only_task(db, instance_id).id
-    monkeypatch.setattr(rowwrites, "MAX_PARAMS", 100)  # 33 columns a row: three rows a statement
-    monkeypatch.setattr(rowwrites, "CACHED_PARAMS", 50)  # and some statements built for the call only
     with db.transaction() as s:
         inst = s.get(ProcessInstance, instance_id)
+        version = inst.lock_version
         task = s.get(HumanTask, draft)
-        task.opinion, inst.title = "分批", "分批写入"
-        rows = [new_task(inst, loop_item="parts") for _ in range(10)]
+        task.opinion, inst.title = "分批", "第一次"
+        rows = [new_task(inst, loop_item="parts") for _ in range(1100)]
         with rowwrites.batch(s):
             rowwrites.write_rows(s, rows, [task])
             rowwrites.update_changed(s, inst)
             rowwrites.insert_rows(s, TaskCandidate.__table__, [{"task_id": r.id, "user_id": inst.initiator_id,
                                                                 "group_id": None} for r in rows])
+            inst.title = "第二次"
+            rowwrites.update_changed(s, inst)
+        ids = [r.id for r in rows]
     with db.session() as s:
-        assert s.scalar(select(func.count()).select_from(HumanTask).where(HumanTask.loop_item == "parts")) == 10
-        assert s.scalar(select(func.count()).select_from(TaskCandidate)
-                        .where(TaskCandidate.task_id.in_([r.id for r in rows]))) == 10
-        assert (s.get(HumanTask, draft).opinion, s.get(ProcessInstance, instance_id).title) == ("分批", "分批写入")
+        assert s.scalar(select(func.count()).select_from(HumanTask).where(HumanTask.loop_item == "parts")) == 1100
+        assert s.scalar(select(func.count()).select_from(TaskCandidate).where(TaskCandidate.task_id.in_(ids))) == 1100
+        inst = s.get(ProcessInstance, instance_id)
+        assert (inst.title, inst.lock_version, s.get(HumanTask, draft).opinion) == ("第二次", version + 2, "分批")
+
+
+def test_batches_do_not_nest(db, config):
+    with db.transaction() as s, rowwrites.batch(s), pytest.raises(RuntimeError), rowwrites.batch(s):
+        pass
