@@ -112,6 +112,8 @@ def instrument(db) -> tuple[Breakdown, callable]:
     bd.wrap(Session, "commit", "ORM flush bookkeeping")
     bd.wrap(rowwrites, "write_rows", "row writes (Core: task UPDATE + INSERT, instance UPDATE)")
     bd.wrap(rowwrites, "update_changed", "row writes (Core: task UPDATE + INSERT, instance UPDATE)")
+    # On PostgreSQL the row writes only queue; the batch goes as one statement, past SQLAlchemy's cursor events.
+    bd.wrap(rowwrites._Batch, "send", "SQL statements (round trips)")
     engine = db.write_engine
     dialect = engine.dialect
     original_commit = dialect.do_commit

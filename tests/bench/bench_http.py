@@ -347,7 +347,7 @@ def inprocess_breakdown(prep: dict, tmp: Path, n: int) -> dict:
 
     spiff = "SpiffWorkflow: load, run, save"
     bd.wrap(Connection, "_execute_context", "SQL statements: SQLAlchemy Core + psycopg + waits")
-    bd.wrap(rowwrites, "_send", "SQL statements: SQLAlchemy Core + psycopg + waits")  # a step's batched writes
+    bd.wrap(rowwrites._Batch, "send", "SQL statements: SQLAlchemy Core + psycopg + waits")  # a step's batched writes
     bd.wrap(Connection, "_commit_impl", "COMMIT")
     bd.wrap(api_module, "user_from_token", "authenticate (token, principal)")
     bd.wrap(engine_tasks, "inbox", "engine: tasks.inbox, ORM and the rest")
