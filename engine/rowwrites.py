@@ -83,8 +83,8 @@ def _insert_statement(table, returning: bool):
 
 
 def insert_rows(session: Session, table, rows: list[dict]) -> None:
-    """INSERT rows that all name the same columns, as one statement (SQLAlchemy splits very long lists; in a
-    batch, one array per column)."""
+    """INSERT rows that all name the same columns, as one statement (SQLAlchemy splits very long lists; a batch
+    sends more than VALUES_ROWS rows as one array per column)."""
     pending = session.info.get(_BATCH)
     if pending is not None:
         if rows:
