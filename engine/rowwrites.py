@@ -19,10 +19,11 @@ from contextlib import contextmanager
 from functools import cache, lru_cache
 from typing import NamedTuple
 
-from sqlalchemy import bindparam, exc, insert, inspect, update
+from sqlalchemy import bindparam, insert, inspect, update
 from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg
 from sqlalchemy.orm import Session, make_transient_to_detached
 
+from . import rawsql
 from .errors import Conflict
 
 _BATCH = "rowwrites_batch"
@@ -30,7 +31,7 @@ _BATCH = "rowwrites_batch"
 # does not depend on the number of rows, and it never reaches the protocol's 65,535 parameters). Arrays cost
 # psycopg more per value, so the usual one to three rows go as VALUES.
 VALUES_ROWS = 10
-# Batched statements are written for psycopg, the one PostgreSQL driver emflow uses (engine.db).
+# Batched statements are written for psycopg (rawsql); this dialect renders casts as SQLAlchemy binds them.
 _PG = PGDialect_psycopg()
 
 
@@ -188,8 +189,6 @@ class _Batch:
 
     def send(self, session: Session) -> None:
         """One statement doing every write held back so far; a stale version is a 409."""
-        import psycopg
-
         writes, self.writes, self.rows = self.writes, [], set()
         if not writes:
             return
@@ -201,14 +200,9 @@ class _Batch:
                 if p is not None:
                     value = [p(v) for v in value] if arrays else p(value)
                 params.append(value)
-        # psycopg's RawCursor takes the statement as written ($1, $2 …); its default cursor would parse a
-        # statement of more than 50 parameters again on every call (about 0.3 ms here).
-        with psycopg.RawCursor(session.connection().connection.driver_connection) as cursor:
-            try:
-                counts = cursor.execute(sql, params).fetchone()
-            except psycopg.Error as error:
-                raise exc.DBAPIError.instance(sql, params, error, psycopg.Error, hide_parameters=True,
-                                              dialect=_PG) from error
+        # Through RawCursor: psycopg's default cursor would parse a statement of more than 50 parameters again
+        # on every call (about 0.3 ms here).
+        counts = rawsql.execute(session, sql, params)
         updates = [w for w in writes if w.stale]
         for write, count in zip(updates, counts if updates else (), strict=True):
             if count != 1:
@@ -221,9 +215,8 @@ def batch(session: Session) -> Iterator[None]:
     are dropped, though the objects look written: the caller must roll back (``db.transaction`` does)."""
     if _BATCH in session.info:
         raise RuntimeError("batches do not nest")
-    dialect = session.get_bind().dialect
     # Elsewhere than on PostgreSQL the block's writes go at once (None in the session's info says so).
-    pending = session.info[_BATCH] = _Batch() if (dialect.name, dialect.driver) == ("postgresql", "psycopg") else None
+    pending = session.info[_BATCH] = _Batch() if rawsql.usable(session) else None
     try:
         yield
     finally:

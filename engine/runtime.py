@@ -23,7 +23,7 @@ from SpiffWorkflow.util.task import TaskState
 from sqlalchemy import bindparam, delete, exists, select, update
 from sqlalchemy.orm import Session, undefer
 
-from . import audit, calendar, rowwrites
+from . import audit, calendar, rawsql, rowwrites
 from .assignment import Context, parse_rule, resolve
 from .bpmn.compact import compact
 from .bpmn.scripting import ScriptEngine
@@ -81,10 +81,52 @@ def _lock_statement(row_lock: bool, skip_locked: bool, by_task: bool):
     return stmt.execution_options(populate_existing=True)
 
 
+@lru_cache(maxsize=4)
+def _raw_lock_query(skip_locked: bool, by_task: bool) -> rawsql.Query:
+    """The locking SELECT for rawsql: the instance's columns, the task's (by task), the org version."""
+    mappers = (ProcessInstance.__mapper__, HumanTask.__mapper__) if by_task else (ProcessInstance.__mapper__,)
+    stmt = select(*(prop.columns[0] for mapper in mappers for prop in mapper.column_attrs), _ORG_VERSION)
+    instances, tasks = ProcessInstance.__table__, HumanTask.__table__
+    if by_task:
+        stmt = stmt.join_from(instances, tasks, tasks.c.instance_id == instances.c.id).where(
+            tasks.c.id == bindparam("key"))
+    else:
+        stmt = stmt.where(instances.c.id == bindparam("key"))
+    return rawsql.compile_select(stmt.with_for_update(skip_locked=skip_locked,
+                                                      of=(instances, tasks) if by_task else instances))
+
+
+_IN_SESSION = object()
+
+
+def _lock_raw(session: Session, key, skip_locked: bool, by_task: bool):
+    """``_lock`` without the ORM's query machinery (a third of the locking statement's cost); _IN_SESSION if
+    the session already holds the instance or the task, which the ORM query then refreshes."""
+    if session.autoflush:  # what the ORM query would do first
+        session.flush()
+    row = rawsql.fetchone(session, _raw_lock_query(skip_locked, by_task), key=key)
+    if row is None:
+        return None
+    parts, start = [], 0
+    for mapper in (ProcessInstance.__mapper__, HumanTask.__mapper__) if by_task else (ProcessInstance.__mapper__,):
+        end = start + len(mapper.column_attrs)
+        parts.append((mapper, row[start:end]))
+        start = end
+    if any(rawsql.in_session(session, mapper, values) for mapper, values in parts):
+        return _IN_SESSION
+    objects = [rawsql.loaded(session, mapper, values) for mapper, values in parts]
+    return objects[0], objects[1] if by_task else None, row[-1]
+
+
 def _lock(session: Session, instance_id: int | None, skip_locked: bool, task_id: str | None):
     """(instance, task or None, org version) locked, or None."""
+    key = task_id if task_id is not None else instance_id
+    if rawsql.usable(session):
+        found = _lock_raw(session, key, skip_locked, task_id is not None)
+        if found is not _IN_SESSION:
+            return found
     stmt = _lock_statement(session.bind.dialect.name == "postgresql", skip_locked, task_id is not None)
-    row = session.execute(stmt, {"key": task_id if task_id is not None else instance_id}).first()
+    row = session.execute(stmt, {"key": key}).first()
     if row is None:
         return None
     return tuple(row) if task_id is not None else (row[0], None, row[1])

@@ -91,7 +91,7 @@ def instrument(db) -> tuple[Breakdown, callable]:
     from SpiffWorkflow.task import Task
     from sqlalchemy.orm import Session
 
-    from engine import audit, forms, rowwrites, runtime, tasks
+    from engine import audit, forms, rawsql, rowwrites, runtime, tasks
 
     bd = Breakdown()
     bd.wrap(runtime, "state_from_json", "deserialize (state_from_json)")
@@ -112,8 +112,10 @@ def instrument(db) -> tuple[Breakdown, callable]:
     bd.wrap(Session, "commit", "ORM flush bookkeeping")
     bd.wrap(rowwrites, "write_rows", "row writes (Core: task UPDATE + INSERT, instance UPDATE)")
     bd.wrap(rowwrites, "update_changed", "row writes (Core: task UPDATE + INSERT, instance UPDATE)")
-    # On PostgreSQL the row writes only queue; the batch goes as one statement, past SQLAlchemy's cursor events.
+    # On PostgreSQL the row writes only queue; the batch goes as one statement, and the locking read too, past
+    # SQLAlchemy's cursor events.
     bd.wrap(rowwrites._Batch, "send", "SQL statements (round trips)")
+    bd.wrap(rawsql, "fetchone", "SQL statements (round trips)")
     engine = db.write_engine
     dialect = engine.dialect
     original_commit = dialect.do_commit

@@ -327,7 +327,7 @@ def inprocess_breakdown(prep: dict, tmp: Path, n: int) -> dict:
     from sqlalchemy.engine import Connection
 
     import webapp.api as api_module
-    from engine import rowwrites, runtime
+    from engine import rawsql, rowwrites, runtime
     from engine import tasks as engine_tasks
     from webapp import create_app
     from webapp.api import serial
@@ -347,7 +347,9 @@ def inprocess_breakdown(prep: dict, tmp: Path, n: int) -> dict:
 
     spiff = "SpiffWorkflow: load, run, save"
     bd.wrap(Connection, "_execute_context", "SQL statements: SQLAlchemy Core + psycopg + waits")
-    bd.wrap(rowwrites._Batch, "send", "SQL statements: SQLAlchemy Core + psycopg + waits")  # a step's batched writes
+    # A step's batched writes and its locking read go past SQLAlchemy.
+    bd.wrap(rowwrites._Batch, "send", "SQL statements: SQLAlchemy Core + psycopg + waits")
+    bd.wrap(rawsql, "fetchone", "SQL statements: SQLAlchemy Core + psycopg + waits")
     bd.wrap(Connection, "_commit_impl", "COMMIT")
     bd.wrap(api_module, "user_from_token", "authenticate (token, principal)")
     bd.wrap(engine_tasks, "inbox", "engine: tasks.inbox, ORM and the rest")
@@ -363,7 +365,7 @@ def inprocess_breakdown(prep: dict, tmp: Path, n: int) -> dict:
         event.listen(engine, "before_cursor_execute", count)
     raw_execute = psycopg.RawCursor.execute
 
-    def counted(*args, **kwargs):  # the batched writes go past SQLAlchemy's cursor events
+    def counted(*args, **kwargs):  # the batched writes and the locking read go past SQLAlchemy's cursor events
         count()
         return raw_execute(*args, **kwargs)
 

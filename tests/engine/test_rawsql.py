@@ -1,0 +1,89 @@
+"""engine.rawsql through the locking read of a step: on PostgreSQL the instance and the task are read past
+SQLAlchemy's execution and must come out exactly as the ORM query would leave them (on SQLite that query
+itself runs; the same tests then hold for it)."""
+from __future__ import annotations
+
+from datetime import UTC
+
+import pytest
+from sqlalchemy import event, inspect, text
+from sqlalchemy.exc import OperationalError
+
+from engine.models import HumanTask, ProcessInstance
+from engine.runtime import lock_instance
+from tests.engine.helpers import DISPATCH, load_user, only_task, start
+
+
+def columns(obj) -> dict:
+    return {prop.key: getattr(obj, prop.key) for prop in inspect(obj).mapper.column_attrs}
+
+
+def test_a_locked_instance_and_task_are_what_the_orm_loads(db, config):
+    instance_id = start(db, config, "zhang.wei", DISPATCH)
+    task_id = only_task(db, instance_id, "draft").id
+    with db.session() as s:
+        expected = columns(s.get(ProcessInstance, instance_id)), columns(s.get(HumanTask, task_id))
+    with db.transaction() as s:
+        if db.dialect == "postgresql":  # the driver answers in the session's zone; the model's type makes it UTC
+            s.execute(text("SET LOCAL TIME ZONE 'Asia/Shanghai'"))
+        inst, task = lock_instance(s, None, task_id=task_id)
+        assert (columns(inst), columns(task)) == expected
+        assert inst.created_at.tzinfo is UTC and task.created_at.tzinfo is UTC
+        assert s.get(ProcessInstance, instance_id) is inst and s.get(HumanTask, task_id) is task
+        assert not s.dirty and inspect(inst).persistent and not inspect(task).modified
+        inst.title = "锁定后修改"  # a later change is flushed as usual
+    with db.session() as s:
+        assert s.get(ProcessInstance, instance_id).title == "锁定后修改"
+
+
+def test_an_instance_the_session_holds_is_refreshed_not_loaded_twice(db, config):
+    instance_id = start(db, config, "zhang.wei", DISPATCH)
+    with db.transaction() as s:
+        held = s.get(ProcessInstance, instance_id)
+        s.execute(text("UPDATE process_instance SET title = '库中标题' WHERE id = :id"), {"id": instance_id})
+        assert lock_instance(s, instance_id) is held and held.title == "库中标题"
+
+
+def test_changes_pending_in_the_session_are_flushed_before_the_lock(db, config):
+    instance_id = start(db, config, "zhang.wei", DISPATCH)
+    with db.transaction() as s:
+        user = load_user(s, "zhang.wei")
+        user.name = "张伟（改）"
+        lock_instance(s, instance_id)
+        assert not s.dirty
+        assert s.execute(text('SELECT name FROM "user" WHERE id = :id'), {"id": user.id}).scalar() == "张伟（改）"
+
+
+def test_an_unknown_instance_or_task_is_none(db, config):
+    with db.transaction() as s:
+        assert lock_instance(s, 987654) is None and lock_instance(s, None, task_id="no-such-task") is None
+
+
+def test_on_postgresql_the_lock_goes_past_sqlalchemys_execution(db, config):
+    if db.dialect != "postgresql":
+        pytest.skip("SQLite runs the ORM query")
+    instance_id = start(db, config, "zhang.wei", DISPATCH)
+    sent = []
+    listen = lambda _conn, _cursor, statement, *_: sent.append(statement)  # noqa: E731
+    event.listen(db.write_engine, "before_cursor_execute", listen)
+    try:
+        with db.transaction() as s:
+            assert lock_instance(s, instance_id).id == instance_id
+    finally:
+        event.remove(db.write_engine, "before_cursor_execute", listen)
+    assert sent == []
+
+
+def test_a_row_another_transaction_holds_is_skipped_or_waited_for_up_to_the_lock_timeout(db, config):
+    if db.dialect != "postgresql":
+        pytest.skip("SQLite has no row locks (its writers take the database's write lock)")
+    instance_id = start(db, config, "zhang.wei", DISPATCH)
+    with db.transaction() as holder:
+        assert lock_instance(holder, instance_id) is not None
+        with db.transaction() as s:
+            assert lock_instance(s, instance_id, skip_locked=True) is None
+            s.execute(text("SET LOCAL lock_timeout = '100ms'"))
+            with pytest.raises(OperationalError) as caught:
+                lock_instance(s, instance_id)
+            assert "lock timeout" in str(caught.value) and "parameters hidden" in str(caught.value)
+            s.rollback()
