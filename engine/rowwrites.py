@@ -71,7 +71,8 @@ def _full_row(row, columns) -> dict:
     values = row.__dict__
     for key, column in columns:  # what a flush would fill in: column defaults for what was never set
         if key not in values:
-            setattr(row, key, _default(column))
+            # Straight into the object's dict: the row is transient, and write_rows resets its history anyway.
+            values[key] = _default(column)
     return {key: values[key] for key, _ in columns}
 
 

@@ -46,6 +46,9 @@ class ProcessInstance(Base):
         Index("ix_instance_timer", "next_timer_at"),
         Index("ix_instance_region_created", "region_code", "created_at"),
         Index("ix_instance_process_status", "process_key", "status"),
+        # Every step rewrites the row (its state is about 1 KB compressed): room on the page keeps the update
+        # HOT, so none of its eight indexes gets a new entry (migration 0012).
+        {"postgresql_with": {"fillfactor": 70}},
     )
     id: Mapped[int] = mapped_column(primary_key=True)
     process_key: Mapped[str] = mapped_column(ForeignKey("process_model.key"))
