@@ -69,18 +69,25 @@ def fetchone(session: Session, query: Query, **params) -> tuple | None:
 
 
 @cache
-def _column_keys(mapper) -> tuple[str, ...]:
-    keys = tuple(prop.key for prop in mapper.column_attrs)
-    assert keys == tuple(prop.columns[0].key for prop in mapper.column_attrs), mapper  # attribute = column key
-    return keys
+def columns(mapper) -> tuple[tuple[str, object], ...]:
+    """(attribute key, column) of every column attribute, in the mapper's order; the attribute keys are the
+    column keys in emflow's models."""
+    pairs = tuple((prop.key, prop.columns[0]) for prop in mapper.column_attrs)
+    assert all(key == column.key for key, column in pairs), mapper
+    return pairs
+
+
+@cache
+def _keys(mapper) -> tuple[str, ...]:
+    return tuple(key for key, _ in columns(mapper))
 
 
 def loaded(session: Session, mapper, values) -> object:
     """A persistent object of ``mapper`` with the values of its columns (in the mapper's column order) as read
     from the database: what an ORM query would have put in the session. The caller makes sure that the
     session holds no object of that identity yet."""
-    obj = mapper.class_manager.new_instance()
-    obj.__dict__.update(zip(_column_keys(mapper), values, strict=True))
+    obj = mapper.class_manager.new_instance()  # as the ORM's own loading makes one: no __init__, no events
+    obj.__dict__.update(zip(_keys(mapper), values, strict=True))
     make_transient_to_detached(obj)
     session.add(obj)
     return obj
@@ -88,6 +95,5 @@ def loaded(session: Session, mapper, values) -> object:
 
 def in_session(session: Session, mapper, values) -> bool:
     """Does the session hold the object whose column values (in the mapper's column order) these are?"""
-    keys = _column_keys(mapper)
-    pk = tuple(values[keys.index(column.key)] for column in mapper.primary_key)
+    pk = tuple(values[_keys(mapper).index(column.key)] for column in mapper.primary_key)
     return mapper.identity_key_from_primary_key(pk) in session.identity_map

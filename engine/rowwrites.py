@@ -36,16 +36,8 @@ _PG = PGDialect_psycopg()
 
 
 @cache
-def _columns(mapper) -> tuple[tuple[str, object], ...]:
-    """(attribute key, column) of every column attribute; attribute keys are the column keys here."""
-    pairs = tuple((prop.key, prop.columns[0]) for prop in mapper.column_attrs)
-    assert all(key == column.key for key, column in pairs), mapper
-    return pairs
-
-
-@cache
 def _keys(mapper) -> frozenset[str]:
-    return frozenset(key for key, _ in _columns(mapper))
+    return frozenset(key for key, _ in rawsql.columns(mapper))
 
 
 @cache
@@ -105,7 +97,7 @@ def write_rows(session: Session, new: list, changed: list) -> None:
     if not new:
         return
     mapper = inspect(new[0]).mapper
-    insert_rows(session, mapper.local_table, [_full_row(row, _columns(mapper)) for row in new])
+    insert_rows(session, mapper.local_table, [_full_row(row, rawsql.columns(mapper)) for row in new])
     for row in new:
         make_transient_to_detached(row)
         session.add(row)
@@ -125,7 +117,7 @@ def update_changed(session: Session, obj) -> None:
     # committed_state holds the value each changed attribute had when loaded: skip those set to the same value.
     # Column order, so a batch sees few shapes of statement.
     old = state.committed_state
-    changed = {key: values[key] for key, _ in _columns(mapper)
+    changed = {key: values[key] for key, _ in rawsql.columns(mapper)
                if key in old and key in values and values[key] != old[key]}
     if changed:
         version = mapper.version_id_col

@@ -5,7 +5,7 @@ Revises: 0011
 Create Date: 2026-11-30 09:00:00
 
 A HOT update writes no index entries; it needs room for the new version on the row's own page. At the
-default fillfactor (100) about a quarter of the instance updates found none in the benchmarks and so added
+default fillfactor (100) a tenth to a quarter of the instance updates found none in the benchmarks and so added
 an entry to each of the table's eight indexes. Pages already full keep their rows until they are rewritten
 (VACUUM FULL or pg_repack); the setting applies to pages filled from now on.
 """
