@@ -48,12 +48,17 @@ def execute(session: Session, sql: str, params: list):
     errors come out as SQLAlchemy's, with the parameters hidden."""
     import psycopg
 
-    with psycopg.RawCursor(session.connection().connection.driver_connection) as cursor:
+    connection = session.connection()
+    driver = connection.connection.driver_connection
+    with psycopg.RawCursor(driver) as cursor:
         try:
             return cursor.execute(sql, params).fetchone()
         except psycopg.Error as error:
+            lost = driver.closed or driver.broken
+            if lost:  # as SQLAlchemy does on a disconnect: the pool discards the connection, the rollback is quiet
+                connection.invalidate(error)
             raise exc.DBAPIError.instance(sql, params, error, psycopg.Error, hide_parameters=True,
-                                          dialect=DIALECT) from error
+                                          connection_invalidated=lost, dialect=DIALECT) from error
 
 
 def fetchone(session: Session, query: Query, **params) -> tuple | None:
@@ -92,8 +97,3 @@ def loaded(session: Session, mapper, values) -> object:
     session.add(obj)
     return obj
 
-
-def in_session(session: Session, mapper, values) -> bool:
-    """Does the session hold the object whose column values (in the mapper's column order) these are?"""
-    pk = tuple(values[_keys(mapper).index(column.key)] for column in mapper.primary_key)
-    return mapper.identity_key_from_primary_key(pk) in session.identity_map

@@ -6,7 +6,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import text
 
-from engine.models import Base
+from engine.models import Base, ProcessInstance
 
 
 def test_migrations_match_the_models(db):
@@ -20,4 +20,5 @@ def test_instance_rows_leave_room_on_their_page_for_hot_updates(db):
         pytest.skip("SQLite has no fillfactor")
     with db.read_engine.connect() as connection:
         options = connection.scalar(text("SELECT reloptions FROM pg_class WHERE relname = 'process_instance'"))
-    assert options == ["fillfactor=70"]
+    fillfactor = ProcessInstance.__table__.dialect_options["postgresql"]["with"]["fillfactor"]
+    assert options == [f"fillfactor={fillfactor}"]
