@@ -11,6 +11,7 @@ from __future__ import annotations
 from functools import cache
 from typing import NamedTuple
 
+import psycopg
 from sqlalchemy import exc
 from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg
 from sqlalchemy.orm import Session, make_transient_to_detached
@@ -36,7 +37,7 @@ class Query(NamedTuple):
 
 
 def compile_select(stmt) -> Query:
-    """Compile a Core SELECT for ``fetchone``."""
+    """Compile a SELECT for ``fetchone`` (an ORM one gives its entities' columns in their mappers' order)."""
     compiled = stmt.compile(dialect=DIALECT)
     processors = tuple((i, p) for i, column in enumerate(compiled._result_columns)
                        if (p := column[3]._cached_result_processor(DIALECT, None)) is not None)
@@ -46,8 +47,6 @@ def compile_select(stmt) -> Query:
 def execute(session: Session, sql: str, params: list):
     """Run a statement that answers rows in the session's transaction; its first row, or None. Database
     errors come out as SQLAlchemy's, with the parameters hidden."""
-    import psycopg
-
     connection = session.connection()
     driver = connection.connection.driver_connection
     with psycopg.RawCursor(driver) as cursor:

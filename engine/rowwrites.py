@@ -20,7 +20,6 @@ from functools import cache, lru_cache
 from typing import NamedTuple
 
 from sqlalchemy import bindparam, insert, inspect, update
-from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg
 from sqlalchemy.orm import Session, make_transient_to_detached
 
 from . import rawsql
@@ -31,8 +30,6 @@ _BATCH = "rowwrites_batch"
 # does not depend on the number of rows, and it never reaches the protocol's 65,535 parameters). Arrays cost
 # psycopg more per value, so the usual one to three rows go as VALUES.
 VALUES_ROWS = 10
-# Batched statements are written for psycopg (rawsql); this dialect renders casts as SQLAlchemy binds them.
-_PG = PGDialect_psycopg()
 
 
 @cache
@@ -223,10 +220,10 @@ def _column_sql(table, key: str) -> tuple[str, object]:
     """The cast SQLAlchemy gives a parameter for this column (so a NULL keeps its type) and the column type's
     bind processor. Where SQLAlchemy casts nothing, the column's own type, without a length: a cast to
     varchar(n) would cut a longer value instead of refusing it."""
-    column = table.c[key]
-    rendered = str(bindparam("p", type_=column.type).compile(dialect=_PG))
-    cast = rendered.split(")s", 1)[1] or "::" + re.sub(r"\(.*\)", "", column.type.compile(dialect=_PG))
-    return cast, column.type.dialect_impl(_PG).bind_processor(_PG)
+    column, dialect = table.c[key], rawsql.DIALECT
+    rendered = str(bindparam("p", type_=column.type).compile(dialect=dialect))  # "$1" and SQLAlchemy's cast, if any
+    cast = rendered.removeprefix("$1") or "::" + re.sub(r"\(.*\)", "", column.type.compile(dialect=dialect))
+    return cast, column.type.dialect_impl(dialect).bind_processor(dialect)
 
 
 @lru_cache(maxsize=256)
@@ -244,7 +241,7 @@ def _processors(shape: tuple) -> list:
 def _statement(shapes: tuple) -> str:
     """One statement doing every write of the shapes, answering the row count of each UPDATE in turn. Only table
     and column names from the models go into the text, quoted; every value is a parameter."""
-    prepare = _PG.identifier_preparer
+    prepare = rawsql.DIALECT.identifier_preparer
     n = 0
 
     def param(table, key, array=""):

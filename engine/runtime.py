@@ -83,17 +83,9 @@ def _lock_statement(row_lock: bool, skip_locked: bool, by_task: bool):
 
 @lru_cache(maxsize=4)
 def _raw_lock_query(skip_locked: bool, by_task: bool) -> rawsql.Query:
-    """The locking SELECT for rawsql: the instance's columns, the task's (by task), the org version."""
-    mappers = (ProcessInstance.__mapper__, HumanTask.__mapper__) if by_task else (ProcessInstance.__mapper__,)
-    stmt = select(*(column for mapper in mappers for _, column in rawsql.columns(mapper)), _ORG_VERSION)
-    instances, tasks = ProcessInstance.__table__, HumanTask.__table__
-    if by_task:
-        stmt = stmt.join_from(instances, tasks, tasks.c.instance_id == instances.c.id).where(
-            tasks.c.id == bindparam("key"))
-    else:
-        stmt = stmt.where(instances.c.id == bindparam("key"))
-    return rawsql.compile_select(stmt.with_for_update(skip_locked=skip_locked,
-                                                      of=(instances, tasks) if by_task else instances))
+    """The PostgreSQL locking SELECT compiled for rawsql: the instance's columns in its mapper's order, the task's
+    (by task), the org version."""
+    return rawsql.compile_select(_lock_statement(True, skip_locked, by_task))
 
 
 _IN_SESSION = object()
